@@ -1,0 +1,191 @@
+package eventlog
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"strconv"
+)
+
+// JSONOptions says what AppendCCNPJSON cannot learn from the log itself.
+type JSONOptions struct {
+	Kind Kind
+	// Address is the physical address of the log area (the CCEL table's
+	// LASA), reported as the header's Address; 0 when unknown.
+	Address uint64
+}
+
+// AppendCCNPJSON appends the log's header and the given events in the JSON
+// format of the CCNP eventlog server, which the upstream CCNP SDKs read:
+// top-level Header and EventLogs with the upstream field names and encodings
+// (byte fields in base64, each digest as Go prints a byte slice, "Rtmr" =
+// CC MR index - 1 for TDX, "Pcr" for TPM). Readable additions sit beside
+// them: EventNum, TypeName, Register, DigestsHex (hex by algorithm name), the
+// decoded SpecID, and at top level Kind, TotalEvents, EventCount, FirstEvent.
+//
+// It is written by hand rather than with encoding/json because it is on the
+// service's request path; the tests check it against encoding/json decoding.
+func AppendCCNPJSON(dst []byte, l *Log, events []Event, o JSONOptions) []byte {
+	w := jsonWriter{dst}
+	w.raw(`{"Header":{"Address":`)
+	w.uint(o.Address)
+	h := &l.Header
+	w.raw(`,"Length":`)
+	w.int(len(h.Raw))
+	w.raw(`,"HeaderData":`)
+	w.base64(h.Raw)
+	w.register(o.Kind, h.Index)
+	w.raw(`,"Etype":`)
+	w.uint(uint64(h.Type))
+	w.raw(`,"DigestCount":`)
+	w.int(len(h.Digests))
+	w.raw(`,"DigestSizes":{`)
+	if s := l.SpecID; s != nil {
+		for i, a := range s.Algs {
+			w.comma(i)
+			w.raw(`"`)
+			w.uint(uint64(a.Alg))
+			w.raw(`":`)
+			w.uint(uint64(a.Size))
+		}
+	} else {
+		w.raw(`"4":20`)
+	}
+	w.raw(`}`)
+	w.readable(o.Kind, h)
+	if s := l.SpecID; s != nil {
+		w.raw(`,"SpecID":{"Signature":"`)
+		w.raw(s.Signature)
+		w.raw(`","PlatformClass":`)
+		w.uint(uint64(s.PlatformClass))
+		w.raw(`,"SpecVersion":"`)
+		w.uint(uint64(s.VersionMajor))
+		w.raw(`.`)
+		w.uint(uint64(s.VersionMinor))
+		w.raw(`.`)
+		w.uint(uint64(s.Errata))
+		w.raw(`","UintnSize":`)
+		w.uint(uint64(s.UintnSize))
+		w.raw(`,"Algorithms":[`)
+		for i, a := range s.Algs {
+			w.comma(i)
+			w.raw(`{"AlgorithmId":`)
+			w.uint(uint64(a.Alg))
+			w.raw(`,"Name":"`)
+			w.raw(a.Alg.String())
+			w.raw(`","DigestSize":`)
+			w.uint(uint64(a.Size))
+			w.raw(`}`)
+		}
+		w.raw(`],"VendorInfo":`)
+		w.base64(s.VendorInfo)
+		w.raw(`}`)
+	}
+	w.raw(`},"EventLogs":[`)
+	for i := range events {
+		e := &events[i]
+		w.comma(i)
+		w.raw(`{`)
+		w.register(o.Kind, e.Index)
+		w.raw(`,"Etype":`)
+		w.uint(uint64(e.Type))
+		w.raw(`,"DigestCount":`)
+		w.int(len(e.Digests))
+		w.raw(`,"Digests":[`)
+		for j, d := range e.Digests {
+			w.comma(j)
+			w.goBytes(d.Value)
+		}
+		w.raw(`],"Data":`)
+		w.base64(e.Raw)
+		w.raw(`,"Event":`)
+		w.base64(e.Data)
+		w.raw(`,"Length":`)
+		w.int(len(e.Raw))
+		w.raw(`,"EventSize":`)
+		w.int(len(e.Data))
+		w.raw(`,"AlgorithmId":`)
+		var alg Alg
+		if len(e.Digests) > 0 {
+			alg = e.Digests[len(e.Digests)-1].Alg
+		}
+		w.uint(uint64(alg))
+		w.readable(o.Kind, e)
+		w.raw(`}`)
+	}
+	w.raw(`],"Kind":"`)
+	w.raw(o.Kind.String())
+	w.raw(`","TotalEvents":`)
+	w.int(len(l.Events))
+	w.raw(`,"EventCount":`)
+	w.int(len(events))
+	w.raw(`,"FirstEvent":`)
+	if len(events) > 0 {
+		w.int(events[0].Num)
+	} else {
+		w.int(0)
+	}
+	w.raw("}\n")
+	return w.b
+}
+
+type jsonWriter struct{ b []byte }
+
+func (w *jsonWriter) raw(s string)  { w.b = append(w.b, s...) }
+func (w *jsonWriter) int(v int)     { w.b = strconv.AppendInt(w.b, int64(v), 10) }
+func (w *jsonWriter) uint(v uint64) { w.b = strconv.AppendUint(w.b, v, 10) }
+func (w *jsonWriter) comma(i int) {
+	if i > 0 {
+		w.b = append(w.b, ',')
+	}
+}
+
+func (w *jsonWriter) base64(v []byte) {
+	w.b = append(w.b, '"')
+	w.b = base64.StdEncoding.AppendEncode(w.b, v)
+	w.b = append(w.b, '"')
+}
+
+// goBytes writes v as fmt's %v prints a byte slice ("[1 2 3]"): the upstream
+// server's digest encoding, which the upstream SDKs expect.
+func (w *jsonWriter) goBytes(v []byte) {
+	w.b = append(w.b, `"[`...)
+	for i, c := range v {
+		if i > 0 {
+			w.b = append(w.b, ' ')
+		}
+		w.b = strconv.AppendUint(w.b, uint64(c), 10)
+	}
+	w.b = append(w.b, `]"`...)
+}
+
+// register writes the upstream register field: Rtmr (CC MR index - 1, as a
+// uint32, so the header's index 0 wraps as it does upstream) or Pcr.
+func (w *jsonWriter) register(k Kind, index uint32) {
+	if k == TDX {
+		w.raw(`"Rtmr":`)
+		w.uint(uint64(index - 1))
+		return
+	}
+	w.raw(`"Pcr":`)
+	w.uint(uint64(index))
+}
+
+// readable writes the fields this project adds to every event.
+func (w *jsonWriter) readable(k Kind, e *Event) {
+	w.raw(`,"EventNum":`)
+	w.int(e.Num)
+	w.raw(`,"TypeName":"`)
+	w.raw(e.Type.String())
+	w.raw(`","Register":"`)
+	w.raw(k.RegisterName(e.Index))
+	w.raw(`","DigestsHex":{`)
+	for i, d := range e.Digests {
+		w.comma(i)
+		w.raw(`"`)
+		w.raw(d.Alg.String())
+		w.raw(`":"`)
+		w.b = hex.AppendEncode(w.b, d.Value)
+		w.raw(`"`)
+	}
+	w.raw(`}`)
+}

@@ -1,0 +1,116 @@
+package eventlog_test
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+)
+
+// expectation is one entry of testdata/corpus/expected.json.
+type expectation struct {
+	Agile            bool                         `json:"agile"`
+	Algs             []string                     `json:"algs"`
+	End              string                       `json:"end"`
+	EventsInclHeader int                          `json:"events_incl_header"`
+	Replay           map[string]map[string]string `json:"replay"`
+	Size             int                          `json:"size"`
+	UsedBytes        int                          `json:"used_bytes"`
+}
+
+const corpusDir = "testdata/corpus"
+
+func loadCorpus(t testing.TB) map[string]expectation {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(corpusDir, "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp map[string]expectation
+	if err := json.Unmarshal(b, &exp); err != nil {
+		t.Fatal(err)
+	}
+	if len(exp) == 0 {
+		t.Fatal("expected.json lists no logs")
+	}
+	return exp
+}
+
+// parseCorpusFile parses a corpus file the way the service reads its source:
+// CCEL log areas (tdx/*.data.bin) as padded areas, the rest to EOF.
+func parseCorpusFile(t testing.TB, name string) (*eventlog.Log, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(corpusDir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l *eventlog.Log
+	if strings.HasPrefix(name, "tdx/") {
+		l, err = eventlog.ParseArea(b)
+	} else {
+		l, err = eventlog.Parse(b)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return l, b
+}
+
+func TestCorpus(t *testing.T) {
+	for name, want := range loadCorpus(t) {
+		t.Run(name, func(t *testing.T) {
+			l, b := parseCorpusFile(t, name)
+			if len(b) != want.Size {
+				t.Fatalf("file is %d bytes, expected.json says %d", len(b), want.Size)
+			}
+			if got := len(l.Events) + 1; got != want.EventsInclHeader {
+				t.Errorf("events including header = %d, want %d", got, want.EventsInclHeader)
+			}
+			if l.Agile() != want.Agile {
+				t.Errorf("Agile() = %v, want %v", l.Agile(), want.Agile)
+			}
+			if len(l.Raw) != want.UsedBytes {
+				t.Errorf("log ends at byte %d, want %d (%s)", len(l.Raw), want.UsedBytes, want.End)
+			}
+			var algs []string
+			for _, a := range l.Algs() {
+				algs = append(algs, a.String())
+			}
+			if strings.Join(algs, ",") != strings.Join(want.Algs, ",") {
+				t.Errorf("algorithms %v, want %v", algs, want.Algs)
+			}
+
+			bank, err := eventlog.Replay(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]map[string]string{}
+			for alg, regs := range bank {
+				for idx, v := range regs {
+					if got[alg.String()] == nil {
+						got[alg.String()] = map[string]string{}
+					}
+					got[alg.String()][strconv.Itoa(int(idx))] = hex.EncodeToString(v)
+				}
+			}
+			for alg, regs := range want.Replay {
+				for idx, v := range regs {
+					if got[alg][idx] != v {
+						t.Errorf("%s[%s] = %s, want %s", alg, idx, got[alg][idx], v)
+					}
+				}
+				if len(got[alg]) != len(regs) {
+					t.Errorf("%s: replay extended %d registers, want %d", alg, len(got[alg]), len(regs))
+				}
+			}
+			if len(got) != len(want.Replay) {
+				t.Errorf("replay has %d banks, want %d", len(got), len(want.Replay))
+			}
+		})
+	}
+}
