@@ -1,0 +1,55 @@
+# ccnp-eventlog: the targets are the project's vocabulary.
+#
+#   make run        serve on simulated hardware (socket under build/run)
+#   make test       unit tests, chart tests and the e2e suite against a local server
+#   make e2e        the e2e suite on a kind cluster (needs docker)
+#   make bench      benchmarks: parser, encoders, and the service under load
+#   make fuzz       run each fuzz target for FUZZTIME
+#   make lint       gofmt, go vet, staticcheck
+#   make proto      regenerate the gRPC code from proto/eventlog.proto
+
+GO      ?= go
+# Go tools are pinned in tools/go.mod, apart from the product's go.mod.
+GOTOOL  := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+BIN     := service/eventlog-server/eventlog-server
+RUN_DIR ?= $(CURDIR)/build/run
+HWSOURCE ?= simulated
+FUZZTIME ?= 30s
+
+.PHONY: all build run test unit lint proto bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./service/eventlog-server
+
+run: build
+	$(BIN) --hwsource=$(HWSOURCE) --socket=$(RUN_DIR)/eventlog.sock --output-dir=$(RUN_DIR)/eventlog
+
+test: unit
+
+unit:
+	$(GO) test -race ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOTOOL) staticcheck ./...
+
+proto:
+	protoc --plugin=protoc-gen-go=$$($(GOTOOL) -n protoc-gen-go) \
+		--plugin=protoc-gen-go-grpc=$$($(GOTOOL) -n protoc-gen-go-grpc) \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		proto/eventlog.proto
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) ./eventlog/ccel/
+
+clean:
+	rm -rf build $(BIN)

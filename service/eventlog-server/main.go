@@ -1,0 +1,56 @@
+// Command eventlog-server serves a confidential node's event logs over a Unix
+// socket, and carries the offline and client tools that go with it.
+//
+// Without a subcommand (or with flags only) it runs the server.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand: it parses its own flags and returns the exit status.
+type command struct {
+	summary string
+	run     func(args []string) int
+}
+
+// commands is filled by the files that implement each subcommand.
+var commands = map[string]command{}
+
+func main() {
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+func dispatch(args []string) int {
+	name := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if name == "help" {
+		usage(os.Stdout)
+		return 0
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "eventlog-server: unknown command %q\n", name)
+		usage(os.Stderr)
+		return 2
+	}
+	return cmd.run(args)
+}
+
+func usage(w *os.File) {
+	fmt.Fprintln(w, "usage: eventlog-server [command] [flags]")
+	fmt.Fprintln(w, "\ncommands (\"eventlog-server COMMAND -h\" for its flags):")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+}

@@ -1,0 +1,98 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+)
+
+// NewGRPCServer returns a gRPC server carrying the Eventlog service, the
+// grpc.health.v1 service and reflection (so grpcurl needs no proto file).
+// Health starts NOT_SERVING; WatchHealth sets it from the sources.
+func (s *Service) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append(opts, grpc.ChainUnaryInterceptor(s.logRequests))
+	g := grpc.NewServer(opts...)
+	eventlogpb.RegisterEventlogServer(g, s)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(eventlogpb.Eventlog_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return g, hs
+}
+
+// WatchHealth sets the health status from the sources: SERVING when at least
+// one category's log can be read and parsed. Until then it checks again every
+// interval, since an init container or an operator may still be fixing the
+// node. It returns when ctx is done or the service is serving.
+func (s *Service) WatchHealth(ctx context.Context, hs *health.Server, interval time.Duration) {
+	for {
+		if s.Check(ctx) {
+			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			hs.SetServingStatus(eventlogpb.Eventlog_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+			return
+		}
+		s.log.Error("no event log source works; health is NOT_SERVING", "retry", interval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// logRequests writes one log line per request.
+func (s *Service) logRequests(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	attrs := []slog.Attr{
+		slog.String("method", info.FullMethod),
+		slog.String("status", status.Code(err).String()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	level := slog.LevelInfo
+	switch r := req.(type) {
+	case *eventlogpb.GetEventlogRequest:
+		attrs = append(attrs,
+			slog.String("level", r.EventlogLevel.String()),
+			slog.String("category", r.EventlogCategory.String()),
+			slog.Int("start", int(r.StartPosition)),
+			slog.Int("count", int(r.Count)),
+			slog.String("format", r.Format.String()))
+		if reply, ok := resp.(*eventlogpb.GetEventlogReply); ok && err == nil {
+			attrs = append(attrs, slog.Int("events", int(reply.EventCount)), slog.String("file", reply.EventlogDataLoc))
+		}
+	case *healthpb.HealthCheckRequest:
+		level = slog.LevelDebug // probes every few seconds
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", status.Convert(err).Message()))
+		if level < slog.LevelWarn {
+			level = slog.LevelWarn
+		}
+	}
+	s.log.LogAttrs(ctx, level, "request", attrs...)
+	return resp, err
+}
+
+// Sweep removes output files past their maximum age every interval, until ctx is done.
+func (s *Service) Sweep(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.out.sweep()
+		}
+	}
+}

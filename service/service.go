@@ -1,0 +1,263 @@
+// Package service implements the Eventlog gRPC service: it reads each
+// category's log from its hwsource.Source, selects the events a request asks
+// for, and writes them to a file under the output directory.
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+)
+
+// Options configure a Service.
+type Options struct {
+	OutputDir string
+	Limits    DirLimits
+	Logger    *slog.Logger
+}
+
+// Service implements eventlogpb.EventlogServer.
+type Service struct {
+	eventlogpb.UnimplementedEventlogServer
+
+	logs    map[eventlogpb.CATEGORY]*logCache
+	out     *outDir
+	replies replyCache
+	log     *slog.Logger
+}
+
+// New returns a service serving the given sources. A category without a
+// source answers FAILED_PRECONDITION.
+func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Service, error) {
+	out, err := openOutDir(opts.OutputDir, opts.Limits)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	for cat, src := range sources {
+		s.logs[cat] = &logCache{src: src}
+	}
+	return s, nil
+}
+
+// logCache holds a category's parsed log. Firmware logs do not change after
+// boot, so a log is read once; a failed read is not cached, so a source that
+// appears later (staged by an init container, a permission fixed) is picked up.
+type logCache struct {
+	src    hwsource.Source
+	mu     sync.Mutex
+	parsed atomic.Pointer[parsedLog]
+}
+
+type parsedLog struct {
+	log  *eventlog.Log
+	json eventlog.JSONOptions
+}
+
+func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
+	if p := c.parsed.Load(); p != nil {
+		return p, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.parsed.Load(); p != nil {
+		return p, nil
+	}
+	raw, err := c.src.ReadLog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l, err := raw.Parse()
+	if err != nil {
+		where := raw.Path
+		if where == "" {
+			where = c.src.Name()
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	p := &parsedLog{log: l, json: eventlog.JSONOptions{Kind: c.src.Kind(), Address: raw.Address}}
+	c.parsed.Store(p)
+	return p, nil
+}
+
+// replyKey identifies a reply's file: the same log, slice and format always
+// give the same content, so the file is written once and handed out again.
+type replyKey struct {
+	category    eventlogpb.CATEGORY
+	format      eventlogpb.FORMAT
+	first, last int
+}
+
+// replyCache remembers recent replies so that a repeated request costs a map
+// lookup. It is bounded: the number of possible slices grows with the square
+// of the log's length, and any client may ask for all of them.
+type replyCache struct {
+	mu sync.RWMutex
+	m  map[replyKey]*cachedReply
+}
+
+const maxCachedReplies = 4096
+
+func (c *replyCache) get(k replyKey) *cachedReply {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[k]
+}
+
+func (c *replyCache) put(k replyKey, r *cachedReply) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[replyKey]*cachedReply{}
+	}
+	if len(c.m) >= maxCachedReplies {
+		for old := range c.m { // evict an arbitrary entry: Go's map order is random
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = r
+}
+
+type cachedReply struct {
+	name  string
+	reply *eventlogpb.GetEventlogReply // without EventlogDataLoc
+}
+
+// GetEventlog implements the Eventlog service.
+func (s *Service) GetEventlog(ctx context.Context, req *eventlogpb.GetEventlogRequest) (*eventlogpb.GetEventlogReply, error) {
+	reply, err := s.getEventlog(ctx, req)
+	return reply, toStatus(err)
+}
+
+func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRequest) (*eventlogpb.GetEventlogReply, error) {
+	if err := validate(req); err != nil {
+		return nil, err
+	}
+	if req.EventlogLevel == eventlogpb.LEVEL_SAAS {
+		return nil, status.Error(codes.Unimplemented, "container-level (SAAS) event logs are not implemented yet; ask for PAAS (eventlog_level 0)")
+	}
+	cache := s.logs[req.EventlogCategory]
+	if cache == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source configured", req.EventlogCategory)
+	}
+	p, err := cache.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	events, err := p.log.Slice(int(req.StartPosition), int(req.Count))
+	if err != nil {
+		return nil, err
+	}
+	key := replyKey{category: req.EventlogCategory, format: req.Format}
+	if len(events) > 0 {
+		key.first, key.last = events[0].Num, events[len(events)-1].Num
+	}
+	if c := s.replies.get(key); c != nil {
+		if path, ok := s.out.reuse(c.name); ok {
+			return withPath(c.reply, path), nil
+		}
+	}
+	c := s.encode(p, events, key, cache.src)
+	path, err := s.out.put(c.name, c.content)
+	if err != nil {
+		return nil, err
+	}
+	s.replies.put(key, &c.cachedReply)
+	return withPath(c.reply, path), nil
+}
+
+func withPath(r *eventlogpb.GetEventlogReply, path string) *eventlogpb.GetEventlogReply {
+	out := &eventlogpb.GetEventlogReply{
+		EventlogDataLoc: path,
+		EventCount:      r.EventCount,
+		TotalEvents:     r.TotalEvents,
+		Format:          r.Format,
+		Sha256:          r.Sha256,
+		FirstEvent:      r.FirstEvent,
+		Source:          r.Source,
+		Simulated:       r.Simulated,
+	}
+	return out
+}
+
+type encoded struct {
+	cachedReply
+	content []byte
+}
+
+func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, src hwsource.Source) encoded {
+	var content []byte
+	ext := "json"
+	if key.format == eventlogpb.FORMAT_TCG_RAW {
+		content = eventlog.AppendRaw(nil, p.log, events)
+		ext = "bin"
+	} else {
+		content = eventlog.AppendCCNPJSON(nil, p.log, events, p.json)
+	}
+	sum := sha256.Sum256(content)
+	digest := hex.EncodeToString(sum[:])
+	cat := strings.ToLower(strings.TrimSuffix(key.category.String(), "_EVENTLOG"))
+	return encoded{
+		cachedReply: cachedReply{
+			name: fmt.Sprintf("%s%s-%d-%d-%s.%s", filePrefix, cat, key.first, key.last, digest[:16], ext),
+			reply: &eventlogpb.GetEventlogReply{
+				EventCount:  uint32(len(events)),
+				TotalEvents: uint32(len(p.log.Events)),
+				Format:      key.format,
+				Sha256:      digest,
+				FirstEvent:  uint32(key.first),
+				Source:      src.Name(),
+				Simulated:   src.Simulated(),
+			},
+		},
+		content: content,
+	}
+}
+
+func validate(req *eventlogpb.GetEventlogRequest) error {
+	if _, ok := eventlogpb.LEVEL_name[int32(req.EventlogLevel)]; !ok {
+		return status.Errorf(codes.InvalidArgument, "unknown eventlog_level %d: use 0 (PAAS) or 1 (SAAS)", req.EventlogLevel)
+	}
+	if _, ok := eventlogpb.CATEGORY_name[int32(req.EventlogCategory)]; !ok {
+		return status.Errorf(codes.InvalidArgument, "unknown eventlog_category %d: use 0 (TDX_EVENTLOG) or 1 (TPM_EVENTLOG)", req.EventlogCategory)
+	}
+	if _, ok := eventlogpb.FORMAT_name[int32(req.Format)]; !ok {
+		return status.Errorf(codes.InvalidArgument, "unknown format %d: use 0 (CCNP_JSON) or 1 (TCG_RAW)", req.Format)
+	}
+	if req.StartPosition < 0 || req.Count < 0 {
+		return status.Errorf(codes.InvalidArgument, "start_position (%d) and count (%d) must not be negative", req.StartPosition, req.Count)
+	}
+	return nil
+}
+
+// Check reads and parses every source's log, for health and start-up logs.
+// It reports whether at least one source works.
+func (s *Service) Check(ctx context.Context) bool {
+	ok := false
+	for cat, c := range s.logs {
+		p, err := c.get(ctx)
+		if err != nil {
+			s.log.Warn("source unavailable", "category", cat.String(), "source", c.src.Name(), "err", err)
+			continue
+		}
+		ok = true
+		s.log.Info("source ready", "category", cat.String(), "source", c.src.Name(), "simulated", c.src.Simulated(), "events", len(p.log.Events))
+	}
+	return ok
+}
