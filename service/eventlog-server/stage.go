@@ -80,17 +80,11 @@ func runStage(args []string) int {
 
 func parseStageFlags(args []string) (stageOptions, error) {
 	opts := stageOptions{}
-	fset := flag.NewFlagSet("eventlog-server stage", flag.ContinueOnError)
-	fset.Usage = func() {
-		w := fset.Output()
-		fmt.Fprintln(w, "usage: eventlog-server stage [flags]")
-		fmt.Fprintln(w, "\nCopies the firmware event logs that only root can read (CCEL table and log area,")
-		fmt.Fprintln(w, "TPM binary_bios_measurements) from a host root to a staging directory, owned by")
-		fmt.Fprintln(w, "--uid/--gid with --mode. Absent files are skipped. Meant for an init container")
-		fmt.Fprintln(w, "running as root; the server then reads the copies under /run/firmware.")
-		fmt.Fprintln(w, "\nflags:")
-		fset.PrintDefaults()
-	}
+	fset := newFlagSet("stage", "eventlog-server stage [flags]\n\n"+
+		"Copies the firmware event logs that only root can read (CCEL table and log area,\n"+
+		"TPM binary_bios_measurements) from a host root to a staging directory, owned by\n"+
+		"--uid/--gid with --mode. Absent files are skipped. Meant for an init container\n"+
+		"running as root; the server then reads the copies under /run/firmware.")
 	fset.StringVar(&opts.from, "from", "/", "host root the firmware files are read from (e.g. where the host's /sys is mounted under)")
 	fset.StringVar(&opts.to, "to", "/run/firmware", "staging directory the copies are written to")
 	fset.IntVar(&opts.uid, "uid", -1, "owner of the copies and of every --own-dir (-1: keep the caller's)")
@@ -103,7 +97,7 @@ func parseStageFlags(args []string) (stageOptions, error) {
 		opts.ownDirs = append(opts.ownDirs, s)
 		return nil
 	})
-	if err := fset.Parse(args); err != nil {
+	if err := parseFlags(fset, args); err != nil {
 		return opts, err
 	}
 	if fset.NArg() > 0 {
