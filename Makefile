@@ -7,6 +7,8 @@
 #   make fuzz       run each fuzz target for FUZZTIME
 #   make lint       gofmt, go vet, staticcheck
 #   make proto      regenerate the gRPC code from proto/eventlog.proto
+#   make image      build the container image from a binary built here (nothing pulled)
+#   make manifests  regenerate deployment/manifests from the Helm chart
 
 GO      ?= go
 # Go tools are pinned in tools/go.mod, apart from the product's go.mod.
@@ -15,8 +17,11 @@ BIN     := service/eventlog-server/eventlog-server
 RUN_DIR ?= $(CURDIR)/build/run
 HWSOURCE ?= simulated
 FUZZTIME ?= 30s
+# The image `make image` builds. Its tag is the chart's appVersion, so the chart
+# deploys it with its default values.
+IMAGE   ?= ccnp-eventlog-server:$(shell awk '/^appVersion:/ { gsub(/"/, "", $$2); print $$2 }' deployment/charts/eventlog-server/Chart.yaml)
 
-.PHONY: all build run test unit lint proto bench fuzz clean
+.PHONY: all build run test unit lint proto bench fuzz clean image manifests
 
 all: build
 
@@ -42,6 +47,12 @@ proto:
 		--go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
 		proto/eventlog.proto
+
+image:
+	IMAGE=$(IMAGE) container/ccnp-eventlog-server/build-image.sh
+
+manifests:
+	deployment/generate-manifests.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
