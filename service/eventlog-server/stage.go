@@ -162,14 +162,14 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 		return 0, err
 	}
 	if errors.Is(err, fs.ErrPermission) {
-		return 0, fmt.Errorf("cannot read %s: %w (stage runs as root, with CAP_DAC_READ_SEARCH if the file is not root's)", src, err)
+		return 0, fmt.Errorf("cannot read %s: %w (stage runs as root, with CAP_DAC_READ_SEARCH if the file is not root's)", src, unwrapPath(err))
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot open %s: %w", src, err)
+		return 0, fmt.Errorf("cannot open %s: %w", src, unwrapPath(err))
 	}
 	defer in.Close()
 	if fi, err := in.Stat(); err != nil {
-		return 0, fmt.Errorf("cannot stat %s: %w", src, err)
+		return 0, fmt.Errorf("cannot stat %s: %w", src, unwrapPath(err))
 	} else if !fi.Mode().IsRegular() {
 		return 0, fmt.Errorf("%s is not a regular file (%s)", src, fi.Mode().Type())
 	}
@@ -180,7 +180,7 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".*")
 	if err != nil {
-		return 0, fmt.Errorf("cannot write to staging directory %s: %w", dir, err)
+		return 0, fmt.Errorf("cannot write to staging directory %s: %w", dir, unwrapPath(err))
 	}
 	done := false
 	defer func() {
@@ -193,18 +193,18 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 	// report 0 and are only known once read.
 	n, err := io.Copy(tmp, in)
 	if err != nil {
-		return 0, fmt.Errorf("cannot copy %s to %s: %w", src, tmp.Name(), err)
+		return 0, fmt.Errorf("cannot copy %s to %s: %w", src, tmp.Name(), unwrapPath(err))
 	}
 	if err := tmp.Chmod(opts.mode); err != nil {
-		return 0, fmt.Errorf("cannot set mode %04o on %s: %w", opts.mode, tmp.Name(), err)
+		return 0, fmt.Errorf("cannot set mode %04o on %s: %w", opts.mode, tmp.Name(), unwrapPath(err))
 	}
 	if opts.uid != -1 || opts.gid != -1 {
 		if err := tmp.Chown(opts.uid, opts.gid); err != nil {
-			return 0, fmt.Errorf("cannot give %s to %d:%d: %w (stage needs CAP_CHOWN)", tmp.Name(), opts.uid, opts.gid, err)
+			return 0, fmt.Errorf("cannot give %s to %d:%d: %w (stage needs CAP_CHOWN)", tmp.Name(), opts.uid, opts.gid, unwrapPath(err))
 		}
 	}
 	if err := tmp.Close(); err != nil {
-		return 0, fmt.Errorf("cannot write %s: %w", tmp.Name(), err)
+		return 0, fmt.Errorf("cannot write %s: %w", tmp.Name(), unwrapPath(err))
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return 0, fmt.Errorf("cannot move %s into place: %w", dst, err)
@@ -223,22 +223,32 @@ func ownDir(dir string, uid, gid int) error {
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("cannot stat %s: %w", dir, err)
+		return fmt.Errorf("cannot stat %s: %w", dir, unwrapPath(err))
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory (%s)", dir, fi.Mode().Type())
 	}
 	if fi.Mode().Perm() != ownedDirMode {
 		if err := os.Chmod(dir, ownedDirMode); err != nil {
-			return fmt.Errorf("cannot set mode %04o on %s: %w", ownedDirMode, dir, err)
+			return fmt.Errorf("cannot set mode %04o on %s: %w", ownedDirMode, dir, unwrapPath(err))
 		}
 	}
 	if curUID, curGID, ok := fileOwner(fi); !ok || (uid != -1 && curUID != uid) || (gid != -1 && curGID != gid) {
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return fmt.Errorf("cannot give %s to %d:%d: %w (stage needs CAP_CHOWN)", dir, uid, gid, err)
+			return fmt.Errorf("cannot give %s to %d:%d: %w (stage needs CAP_CHOWN)", dir, uid, gid, unwrapPath(err))
 		}
 	}
 	return nil
+}
+
+// unwrapPath drops the *fs.PathError wrapper from an error whose message
+// already names the path.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // fileOwner returns the uid and gid that own a file, when the platform says.
