@@ -115,10 +115,10 @@ func (e *FormatError) Error() string {
 
 const (
 	legacyHeaderSize = 32 // index, type, SHA1 digest, data size
+	agileHeaderSize  = 12 // index, type, digest count
 	specIDSignature  = "Spec ID Event03\x00"
-	// digestSlabSize is how many digests are allocated at once, so that a
-	// parse costs a few allocations rather than one per event.
-	digestSlabSize = 512
+	// maxAlgorithms is TPM2_NUM_PCR_BANKS, the most PCR banks a TPM has.
+	maxAlgorithms = 16
 )
 
 // Parse parses a log that ends where its input ends, as binary_bios_measurements
@@ -134,45 +134,71 @@ func ParseArea(area []byte) (*Log, error) { return parse(area, true) }
 type parser struct {
 	b      []byte
 	padded bool
-	sizes  []AlgSize // Spec ID algorithm list
-	slab   []Digest
+	sizes  []AlgSize // Spec ID algorithm list; nil for a legacy log
 }
 
+// parse reads the log twice: the first pass checks every record and counts
+// events and digests, the second fills exactly sized slices. Guessing the
+// sizes instead cost more than the second pass (clearing memory that was
+// never used was most of a parse), and exact sizes bound what a hostile
+// input can make us allocate by a fixed multiple of its length.
 func parse(b []byte, padded bool) (*Log, error) {
 	p := parser{b: b, padded: padded}
 	if p.atEnd(0) {
 		return nil, &FormatError{Reason: "the log is empty"}
 	}
-	hdr, err := p.legacyEvent(0, 0)
+	_, hdrEnd, err := p.legacyRecord(0, 0, nil)
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{Header: hdr}
-	if hdr.Type == EvNoAction && bytes.HasPrefix(hdr.Data, []byte(specIDSignature)) {
-		if l.SpecID, err = parseSpecID(hdr.Data); err != nil {
+	l := &Log{Header: Event{
+		Num:   0,
+		Index: binary.LittleEndian.Uint32(b),
+		Type:  EventType(binary.LittleEndian.Uint32(b[4:])),
+		Data:  b[legacyHeaderSize:hdrEnd:hdrEnd],
+		Raw:   b[:hdrEnd:hdrEnd],
+	}}
+	if l.Header.Type == EvNoAction && bytes.HasPrefix(l.Header.Data, []byte(specIDSignature)) {
+		// The Spec ID event's SHA1 field is not a measurement: no Digests.
+		if l.SpecID, err = parseSpecID(l.Header.Data); err != nil {
 			return nil, &FormatError{Offset: 0, Event: 0, Reason: err.Error()}
 		}
-		l.Header.Digests = nil // the Spec ID event's SHA1 field is not a measurement
 		p.sizes = l.SpecID.Algs
+	} else {
+		l.Header.Digests = []Digest{{AlgSHA1, b[8:28:28]}}
 	}
-	off := len(hdr.Raw)
-	// Each record is at least 16 bytes, so this bounds the events slice by
-	// the input without a count pass.
-	l.Events = make([]Event, 0, min((len(b)-off)/legacyHeaderSize+1, 1024))
-	for n := 1; !p.atEnd(off); n++ {
-		var e Event
-		if l.SpecID != nil {
-			e, err = p.agileEvent(off, n)
-		} else {
-			e, err = p.legacyEvent(off, n)
-		}
+	start := hdrEnd
+
+	events, digests := 0, 0
+	off := start
+	for ; !p.atEnd(off); events++ {
+		nd, _, end, err := p.record(off, events+1, nil)
 		if err != nil {
 			return nil, err
 		}
-		l.Events = append(l.Events, e)
-		off += len(e.Raw)
+		digests += nd
+		off = end
 	}
 	l.Raw = b[:off:off]
+
+	l.Events = make([]Event, events)
+	ds := make([]Digest, digests)
+	off = start
+	for i := range l.Events {
+		// The first pass accepted these records: this cannot fail.
+		nd, data, end, _ := p.record(off, i+1, ds)
+		l.Events[i] = Event{
+			Num:     i + 1,
+			Offset:  off,
+			Index:   binary.LittleEndian.Uint32(b[off:]),
+			Type:    EventType(binary.LittleEndian.Uint32(b[off+4:])),
+			Digests: ds[:nd:nd],
+			Data:    b[data:end:end],
+			Raw:     b[off:end:end],
+		}
+		ds = ds[nd:]
+		off = end
+	}
 	return l, nil
 }
 
@@ -198,78 +224,77 @@ func allBytes(b []byte, v byte) bool {
 	return true
 }
 
-// legacyEvent parses a TCG_PCR_EVENT: the first record of every log, and all
-// records of a legacy SHA1-only log.
-func (p *parser) legacyEvent(off, n int) (Event, error) {
+// record checks the record of event n at off, stores its digests in ds
+// unless ds is nil, and returns how many digests it has, where its data
+// starts and where it ends.
+func (p *parser) record(off, n int, ds []Digest) (digests, data, end int, err error) {
+	if p.sizes == nil {
+		data, end, err := p.legacyRecord(off, n, ds)
+		return 1, data, end, err
+	}
+	return p.agileRecord(off, n, ds)
+}
+
+// legacyRecord checks the TCG_PCR_EVENT of event n at off: the first record
+// of every log, and all records of a legacy SHA1-only log. See record.
+func (p *parser) legacyRecord(off, n int, ds []Digest) (data, end int, err error) {
 	rec := p.b[off:]
 	if len(rec) < legacyHeaderSize {
-		return Event{}, &FormatError{off, n, fmt.Sprintf("truncated record: %d bytes left, a TCG_PCR_EVENT header needs %d", len(rec), legacyHeaderSize)}
+		return 0, 0, &FormatError{off, n, fmt.Sprintf("truncated record: %d bytes left, a TCG_PCR_EVENT header needs %d", len(rec), legacyHeaderSize)}
 	}
 	size := binary.LittleEndian.Uint32(rec[28:])
 	if uint64(size) > uint64(len(rec)-legacyHeaderSize) {
-		return Event{}, &FormatError{off, n, fmt.Sprintf("event data size %d exceeds the %d bytes left", size, len(rec)-legacyHeaderSize)}
+		return 0, 0, &FormatError{off, n, fmt.Sprintf("event data size %d exceeds the %d bytes left", size, len(rec)-legacyHeaderSize)}
 	}
-	end := legacyHeaderSize + int(size)
-	return Event{
-		Num:     n,
-		Offset:  off,
-		Index:   binary.LittleEndian.Uint32(rec),
-		Type:    EventType(binary.LittleEndian.Uint32(rec[4:])),
-		Digests: p.sha1(rec[8:28:28]),
-		Data:    rec[legacyHeaderSize:end:end],
-		Raw:     rec[:end:end],
-	}, nil
+	if ds != nil {
+		ds[0] = Digest{AlgSHA1, rec[8:28:28]}
+	}
+	return off + legacyHeaderSize, off + legacyHeaderSize + int(size), nil
 }
 
-// agileEvent parses a TCG_PCR_EVENT2.
-func (p *parser) agileEvent(off, n int) (Event, error) {
+// agileRecord checks the TCG_PCR_EVENT2 of event n at off; see record.
+func (p *parser) agileRecord(off, n int, ds []Digest) (digests, data, end int, err error) {
 	rec := p.b[off:]
-	if len(rec) < 12 {
-		return Event{}, &FormatError{off, n, fmt.Sprintf("truncated record: %d bytes left, a TCG_PCR_EVENT2 header needs 12", len(rec))}
+	fail := func(format string, args ...any) (int, int, int, error) {
+		return 0, 0, 0, &FormatError{off, n, fmt.Sprintf(format, args...)}
 	}
-	e := Event{
-		Num:    n,
-		Offset: off,
-		Index:  binary.LittleEndian.Uint32(rec),
-		Type:   EventType(binary.LittleEndian.Uint32(rec[4:])),
+	if len(rec) < agileHeaderSize {
+		return fail("truncated record: %d bytes left, a TCG_PCR_EVENT2 header needs %d", len(rec), agileHeaderSize)
 	}
 	count := binary.LittleEndian.Uint32(rec[8:])
-	pos := 12
+	pos := agileHeaderSize
 	// Every digest takes at least its 2-byte algorithm ID: a count the
 	// remaining bytes cannot hold is rejected before anything is allocated.
 	if uint64(count)*2 > uint64(len(rec)-pos) {
-		return Event{}, &FormatError{off, n, fmt.Sprintf("digest count %d cannot fit in the %d bytes left", count, len(rec)-pos)}
+		return fail("digest count %d cannot fit in the %d bytes left", count, len(rec)-pos)
 	}
-	digests := p.alloc(int(count))
-	for i := range digests {
+	for i := range int(count) {
 		if len(rec)-pos < 2 {
-			return Event{}, &FormatError{off, n, fmt.Sprintf("truncated digest %d of %d", i+1, count)}
+			return fail("truncated digest %d of %d", i+1, count)
 		}
 		alg := Alg(binary.LittleEndian.Uint16(rec[pos:]))
 		size, ok := p.digestSize(alg)
 		if !ok {
-			return Event{}, &FormatError{off, n, fmt.Sprintf("digest %d uses algorithm 0x%04x, which the Spec ID event does not list (its digest size is unknown)", i+1, uint16(alg))}
+			return fail("digest %d uses algorithm 0x%04x, which the Spec ID event does not list (its digest size is unknown)", i+1, uint16(alg))
 		}
 		pos += 2
 		if len(rec)-pos < size {
-			return Event{}, &FormatError{off, n, fmt.Sprintf("truncated %s digest: %d bytes left, %d needed", alg, len(rec)-pos, size)}
+			return fail("truncated %s digest: %d bytes left, %d needed", alg, len(rec)-pos, size)
 		}
-		digests[i] = Digest{alg, rec[pos : pos+size : pos+size]}
+		if ds != nil {
+			ds[i] = Digest{alg, rec[pos : pos+size : pos+size]}
+		}
 		pos += size
 	}
-	e.Digests = digests
 	if len(rec)-pos < 4 {
-		return Event{}, &FormatError{off, n, "truncated record: no room for the event size"}
+		return fail("truncated record: no room for the event size")
 	}
 	size := binary.LittleEndian.Uint32(rec[pos:])
 	pos += 4
 	if uint64(size) > uint64(len(rec)-pos) {
-		return Event{}, &FormatError{off, n, fmt.Sprintf("event size %d exceeds the %d bytes left", size, len(rec)-pos)}
+		return fail("event size %d exceeds the %d bytes left", size, len(rec)-pos)
 	}
-	end := pos + int(size)
-	e.Data = rec[pos:end:end]
-	e.Raw = rec[:end:end]
-	return e, nil
+	return int(count), off + pos, off + pos + int(size), nil
 }
 
 func (p *parser) digestSize(alg Alg) (int, bool) {
@@ -279,25 +304,6 @@ func (p *parser) digestSize(alg Alg) (int, bool) {
 		}
 	}
 	return 0, false
-}
-
-// alloc returns a slice of n digests carved from a shared slab.
-func (p *parser) alloc(n int) []Digest {
-	if n > len(p.slab) {
-		if n > digestSlabSize/4 {
-			return make([]Digest, n)
-		}
-		p.slab = make([]Digest, digestSlabSize)
-	}
-	d := p.slab[:n:n]
-	p.slab = p.slab[n:]
-	return d
-}
-
-func (p *parser) sha1(v []byte) []Digest {
-	d := p.alloc(1)
-	d[0] = Digest{AlgSHA1, v}
-	return d
 }
 
 // parseSpecID decodes the data of a Spec ID Event03.
@@ -317,16 +323,26 @@ func parseSpecID(d []byte) (*SpecID, error) {
 	n := binary.LittleEndian.Uint32(d[24:])
 	pos := fixed
 	if uint64(n)*4 > uint64(len(d)-pos) {
-		return nil, fmt.Errorf("Spec ID event lists %d algorithms but has room for %d", n, (len(d)-pos)/4)
+		return nil, fmt.Errorf("the Spec ID event lists %d algorithms but has room for %d", n, (len(d)-pos)/4)
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("Spec ID event lists no digest algorithm")
+		return nil, fmt.Errorf("the Spec ID event lists no digest algorithm")
+	}
+	if n > maxAlgorithms {
+		// Each digest's size is looked up in this list: a long one would
+		// make parsing time grow with its length times the log's.
+		return nil, fmt.Errorf("the Spec ID event lists %d algorithms, more than the %d PCR banks a TPM can have", n, maxAlgorithms)
 	}
 	s.Algs = make([]AlgSize, n)
 	for i := range s.Algs {
 		a := AlgSize{Alg(binary.LittleEndian.Uint16(d[pos:])), binary.LittleEndian.Uint16(d[pos+2:])}
+		if a.Size == 0 {
+			// Nothing can be measured in 0 bytes, and 2-byte digests would
+			// let a small log make the parser allocate 16 times its size.
+			return nil, fmt.Errorf("the Spec ID event gives %s a digest size of 0", a.Alg)
+		}
 		if want := a.Alg.Size(); want != 0 && int(a.Size) != want {
-			return nil, fmt.Errorf("Spec ID event gives %s a digest size of %d, the algorithm's is %d", a.Alg, a.Size, want)
+			return nil, fmt.Errorf("the Spec ID event gives %s a digest size of %d, the algorithm's is %d", a.Alg, a.Size, want)
 		}
 		s.Algs[i] = a
 		pos += 4
@@ -337,7 +353,7 @@ func parseSpecID(d []byte) (*SpecID, error) {
 	vlen := int(d[pos])
 	pos++
 	if vlen > len(d)-pos {
-		return nil, fmt.Errorf("Spec ID vendor info size %d exceeds the %d bytes left", vlen, len(d)-pos)
+		return nil, fmt.Errorf("the Spec ID vendor info size %d exceeds the %d bytes left", vlen, len(d)-pos)
 	}
 	s.VendorInfo = d[pos : pos+vlen : pos+vlen]
 	return s, nil
