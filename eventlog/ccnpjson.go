@@ -33,6 +33,7 @@ func AppendCCNPJSON(dst []byte, l *Log, events []Event, o JSONOptions) []byte {
 	w.int(len(h.Raw))
 	w.raw(`,"HeaderData":`)
 	w.base64(h.Raw)
+	w.raw(`,`)
 	w.register(o.Kind, h.Index)
 	w.raw(`,"Etype":`)
 	w.uint(uint64(h.Type))
