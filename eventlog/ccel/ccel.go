@@ -92,6 +92,10 @@ func (t *Table) Marshal() []byte {
 	copy(b, "CCEL")
 	binary.LittleEndian.PutUint32(b[4:], TableSize)
 	b[8] = t.Revision
+	// ID fields are space padded, as EDK2 writes them: a table built from
+	// a parsed one is then the same bytes.
+	copy(b[10:24], "              ")
+	copy(b[28:32], "    ")
 	copy(b[10:16], t.OEMID)
 	copy(b[16:24], t.OEMTableID)
 	binary.LittleEndian.PutUint32(b[24:], t.OEMRevision)
