@@ -1,0 +1,77 @@
+package hwsource
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Size limits for what the real backends read. Real CCEL log areas are 64 KiB
+// to 1 MiB and real TPM logs well under 1 MiB; the limits only keep a wrong
+// path (a device, a huge file) from exhausting memory.
+const (
+	maxTableSize = 4 << 10
+	maxAreaSize  = 64 << 20
+	maxTPMLog    = 64 << 20
+)
+
+// hostPath joins a host path under root. An empty root is "/".
+func hostPath(root, path string) string {
+	if root == "" {
+		root = "/"
+	}
+	return filepath.Join(root, path)
+}
+
+// readLimited reads a whole file, failing if it holds more than limit bytes.
+// sysfs and securityfs files report a size of 0 or 4096 whatever they hold,
+// so the size is learned by reading, never from stat.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s holds more than %d bytes, far more than any event log: wrong file?", path, limit)
+	}
+	return b, nil
+}
+
+// joinErrors wraps errs like errors.Join, but on one line: the messages end
+// up in gRPC statuses and log lines.
+func joinErrors(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return lineJoin(errs)
+}
+
+type lineJoin []error
+
+func (e lineJoin) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+func (e lineJoin) Unwrap() []error { return e }
+
+// orList renders paths as "a", "a or b", "a, b or c".
+func orList(paths []string) string {
+	switch len(paths) {
+	case 0:
+		return ""
+	case 1:
+		return paths[0]
+	}
+	return strings.Join(paths[:len(paths)-1], ", ") + " or " + paths[len(paths)-1]
+}

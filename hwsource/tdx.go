@@ -1,0 +1,197 @@
+package hwsource
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
+)
+
+// Host paths of the TDX event log. The kernel exposes the ACPI CCEL table and
+// the log area it points at, both readable by root only; the Helm chart's
+// init container copies them under /run so a non-root server can read them.
+const (
+	CCELTablePath       = "sys/firmware/acpi/tables/CCEL"
+	CCELDataPath        = "sys/firmware/acpi/tables/data/CCEL"
+	StagedCCELTablePath = "run/firmware/acpi/tables/CCEL"
+	StagedCCELDataPath  = "run/firmware/acpi/tables/data/CCEL"
+	// RTMRDir holds rtmr0:sha384 .. rtmr3:sha384 (Linux 6.16+, tdx_guest).
+	RTMRDir = "sys/class/misc/tdx_guest/measurements"
+)
+
+// ErrNotTDX is wrapped by ReadLog errors when the node's CCEL table is for
+// another confidential computing technology (AMD SEV). It matches
+// fs.ErrNotExist too: the node has no TDX log.
+var ErrNotTDX error = notTDX{}
+
+type notTDX struct{}
+
+func (notTDX) Error() string        { return "the CCEL table is not for TDX" }
+func (notTDX) Is(target error) bool { return target == fs.ErrNotExist }
+
+// missingAreaError is a CCEL table found without its log area.
+type missingAreaError struct {
+	table string
+	err   error // from opening the log area
+}
+
+func (e *missingAreaError) Error() string {
+	return "no TDX event log: found the CCEL table " + e.table + " but not its log area (the kernel does not expose data/CCEL): " + e.err.Error()
+}
+
+func (e *missingAreaError) Unwrap() error { return e.err }
+
+// ccelFiles is one place a CCEL table and its log area can be read from.
+type ccelFiles struct{ table, data string }
+
+type tdxSource struct {
+	files []ccelFiles // in order of preference
+	rtmrs string
+}
+
+// NewTDX returns the real TDX source: the CCEL table and log area under root
+// (sysfs first, then the staged copies), and the live RTMRs from the
+// tdx_guest driver. An empty root is "/".
+func NewTDX(root string) Source {
+	return &tdxSource{
+		files: []ccelFiles{
+			{hostPath(root, CCELTablePath), hostPath(root, CCELDataPath)},
+			{hostPath(root, StagedCCELTablePath), hostPath(root, StagedCCELDataPath)},
+		},
+		rtmrs: hostPath(root, RTMRDir),
+	}
+}
+
+func (s *tdxSource) Name() string {
+	return "TDX CCEL log (" + s.files[0].data + ", or the staged copy " + s.files[1].data + ")"
+}
+
+func (s *tdxSource) Kind() eventlog.Kind { return eventlog.TDX }
+func (s *tdxSource) Simulated() bool     { return false }
+
+// ReadLog reads the log area of the first CCEL table it can read, checks the
+// table (checksum, TDX, area length) and parses the log, so a malformed log is
+// reported here with its path.
+func (s *tdxSource) ReadLog(ctx context.Context) (RawLog, error) {
+	if err := ctx.Err(); err != nil {
+		return RawLog{}, err
+	}
+	var denied, missing []error
+	var noArea error
+	for _, f := range s.files {
+		raw, err := readCCEL(f)
+		switch {
+		case err == nil:
+			return raw, nil
+		case errors.Is(err, fs.ErrPermission):
+			denied = append(denied, err)
+		case errors.As(err, new(*missingAreaError)):
+			noArea = err
+		case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotTDX):
+			missing = append(missing, err)
+		default:
+			return RawLog{}, err
+		}
+	}
+	if len(denied) > 0 {
+		return RawLog{}, fmt.Errorf("cannot read the TDX event log: %w (the CCEL files are readable by root only: run as root, or stage copies under %s, as the Helm chart's init container does)",
+			joinErrors(denied), filepath.Dir(s.files[1].table))
+	}
+	if noArea != nil {
+		return RawLog{}, noArea
+	}
+	var looked []string
+	for _, f := range s.files {
+		looked = append(looked, f.table)
+	}
+	return RawLog{}, fmt.Errorf("no TDX event log at %s (not a TDX guest, or CCEL not exposed): %w",
+		orList(looked), joinErrors(missing))
+}
+
+// readCCEL reads and checks one table and its log area.
+func readCCEL(f ccelFiles) (RawLog, error) {
+	b, err := readLimited(f.table, maxTableSize)
+	if err != nil {
+		return RawLog{}, err
+	}
+	t, err := ccel.Parse(b)
+	if err != nil {
+		return RawLog{}, fmt.Errorf("%s: %w", f.table, err)
+	}
+	if t.CCType != ccel.TypeTDX {
+		return RawLog{}, fmt.Errorf("%s: %w: its CC type is %d (%s), not %d (TDX), so this node has no TDX RTMR log",
+			f.table, ErrNotTDX, t.CCType, t.CCTypeName(), ccel.TypeTDX)
+	}
+	if t.LAML == 0 || t.LAML > maxAreaSize {
+		return RawLog{}, fmt.Errorf("%s: %w", f.table, &ccel.Error{Offset: 40, Reason: fmt.Sprintf("log area length (LAML) %d is outside 1..%d", t.LAML, maxAreaSize)})
+	}
+	area, err := readLimited(f.data, maxAreaSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return RawLog{}, &missingAreaError{f.table, err}
+	}
+	if err != nil {
+		return RawLog{}, err
+	}
+	if uint64(len(area)) < t.LAML {
+		return RawLog{}, fmt.Errorf("truncated log area: %s holds %d bytes, the CCEL table %s says the area is %d (LAML): %w",
+			f.data, len(area), f.table, t.LAML, &ccel.Error{Offset: 40, Reason: "log area shorter than LAML"})
+	}
+	// Past LAML is not log area (only a hand-made copy can be longer).
+	area = area[:t.LAML]
+	if _, err := eventlog.ParseArea(area); err != nil {
+		return RawLog{}, fmt.Errorf("%s: %w", f.data, err)
+	}
+	return RawLog{Data: area, Area: true, Address: t.LASA, Path: f.data}, nil
+}
+
+// Registers reads RTMR0..3 from the tdx_guest driver's sysfs files, keyed by
+// CC MR index (1 is RTMR0) in the SHA-384 bank.
+func (s *tdxSource) Registers(ctx context.Context) (eventlog.Bank, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	bank := eventlog.Bank{}
+	for i := range 4 {
+		path := filepath.Join(s.rtmrs, "rtmr"+strconv.Itoa(i)+":sha384")
+		b, err := readLimited(path, 256)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("%w: no live RTMRs at %s (they need Linux 6.16+ with the tdx_guest driver): %w", ErrNotAvailable, path, err)
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Errorf("%w: %w (the RTMR files are readable by root only: run as root)", ErrNotAvailable, err)
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrNotAvailable, err)
+		}
+		v, err := decodeRegister(b, eventlog.AlgSHA384.Size())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		bank.Set(eventlog.AlgSHA384, uint32(i+1), v)
+	}
+	return bank, nil
+}
+
+// decodeRegister accepts a register value as the kernel writes it (the raw
+// bytes) or as hex text with an optional trailing newline.
+func decodeRegister(b []byte, size int) ([]byte, error) {
+	if len(b) == size {
+		return b, nil
+	}
+	text := b
+	if n := len(text); n > 0 && text[n-1] == '\n' {
+		text = text[:n-1]
+	}
+	if len(text) == 2*size {
+		v := make([]byte, size)
+		if _, err := hex.Decode(v, text); err == nil {
+			return v, nil
+		}
+	}
+	return nil, fmt.Errorf("holds %d bytes, neither a %d-byte register value nor %d hex digits", len(b), size, 2*size)
+}

@@ -1,0 +1,183 @@
+package hwsource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+)
+
+// Host paths of the TPM event log and device. securityfs exposes the log to
+// root only; the Helm chart's init container can stage a copy under /run.
+const (
+	TPMLogPath       = "sys/kernel/security/tpm0/binary_bios_measurements"
+	StagedTPMLogPath = "run/firmware/tpm0/binary_bios_measurements"
+	// TPMDevicePath is the kernel's resource-managed TPM device; several
+	// processes can use it at once.
+	TPMDevicePath = "dev/tpmrm0"
+	// RawTPMDevicePath is the raw device, used when there is no tpmrm0.
+	RawTPMDevicePath = "dev/tpm0"
+)
+
+type tpmSource struct {
+	logs    []string // in order of preference
+	devices []string
+}
+
+// NewTPM returns the real TPM source: the event log from securityfs under root
+// (or its staged copy) and live PCRs read with go-tpm through root/dev/tpmrm0,
+// else root/dev/tpm0. A Unix socket at either device path is used as a TPM
+// reached over a socket (swtpm, or the simulator's TPM.Serve), which is how
+// the real code path runs without TPM hardware. An empty root is "/".
+func NewTPM(root string) Source {
+	return &tpmSource{
+		logs:    []string{hostPath(root, TPMLogPath), hostPath(root, StagedTPMLogPath)},
+		devices: []string{hostPath(root, TPMDevicePath), hostPath(root, RawTPMDevicePath)},
+	}
+}
+
+func (s *tpmSource) Name() string {
+	return "TPM log (" + s.logs[0] + ", or the staged copy " + s.logs[1] + ")"
+}
+
+func (s *tpmSource) Kind() eventlog.Kind { return eventlog.TPM }
+func (s *tpmSource) Simulated() bool     { return false }
+
+// ReadLog reads the first readable log to EOF and parses it, so a malformed
+// log is reported here with its path.
+func (s *tpmSource) ReadLog(ctx context.Context) (RawLog, error) {
+	if err := ctx.Err(); err != nil {
+		return RawLog{}, err
+	}
+	raw, _, err := s.readLog()
+	return raw, err
+}
+
+func (s *tpmSource) readLog() (RawLog, *eventlog.Log, error) {
+	var denied, missing []error
+	for _, path := range s.logs {
+		b, err := readLimited(path, maxTPMLog)
+		switch {
+		case err == nil:
+			l, err := eventlog.Parse(b)
+			if err != nil {
+				return RawLog{}, nil, fmt.Errorf("%s: %w", path, err)
+			}
+			return RawLog{Data: b, Path: path}, l, nil
+		case errors.Is(err, fs.ErrPermission):
+			denied = append(denied, err)
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, err)
+		default:
+			return RawLog{}, nil, err
+		}
+	}
+	if len(denied) > 0 {
+		return RawLog{}, nil, fmt.Errorf("cannot read the TPM event log: %w (binary_bios_measurements is readable by root only: run as root, or stage a copy at %s, as the Helm chart's init container does)",
+			joinErrors(denied), s.logs[1])
+	}
+	return RawLog{}, nil, fmt.Errorf("no TPM event log at %s (no TPM, TPM disabled in firmware, or securityfs not mounted): %w",
+		orList(s.logs), joinErrors(missing))
+}
+
+// Registers reads PCRs 0..23 of every bank the log uses (every allocated
+// bank when the log cannot be read) from the TPM device.
+func (s *tpmSource) Registers(ctx context.Context) (eventlog.Bank, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, path, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	banks, err := PCRBanks(t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotAvailable, path, err)
+	}
+	algs := banks
+	if _, l, err := s.readLog(); err == nil {
+		algs = slices.DeleteFunc(l.Algs(), func(a eventlog.Alg) bool { return !slices.Contains(banks, a) })
+	}
+	if len(algs) == 0 {
+		return nil, fmt.Errorf("%w: the TPM at %s has no PCR bank for the log's algorithms (it has %v)", ErrNotAvailable, path, banks)
+	}
+	bank, err := ReadPCRs(t, algs, PCClientPCRs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrNotAvailable, path, err)
+	}
+	return bank, nil
+}
+
+// open opens the first TPM device that exists.
+func (s *tpmSource) open() (transport.TPMCloser, string, error) {
+	var missing []error
+	for _, path := range s.devices {
+		fi, err := os.Stat(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, err)
+			continue
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
+		}
+		var t transport.TPMCloser
+		switch {
+		case fi.Mode()&fs.ModeDevice != 0:
+			t, err = linuxtpm.Open(path)
+		case fi.Mode()&fs.ModeSocket != 0:
+			t, err = openSocketTPM(path)
+		default:
+			return nil, "", fmt.Errorf("%w: %s is a %s, not a TPM device", ErrNotAvailable, path, fileKind(fi.Mode()))
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, "", fmt.Errorf("%w: %w (run as root, or as a member of the group owning the device, usually tss)", ErrNotAvailable, err)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: open %s: %w", ErrNotAvailable, path, err)
+		}
+		return t, path, nil
+	}
+	return nil, "", fmt.Errorf("%w: no TPM device at %s (no TPM, or its driver is not loaded): %w", ErrNotAvailable, orList(s.devices), joinErrors(missing))
+}
+
+// openSocketTPM opens a TPM reached over a Unix socket. linuxudstpm connects
+// lazily, on the first command; connecting once here makes a socket nobody
+// listens on, or one the caller may not use, fail at open with a clear error.
+func openSocketTPM(path string) (transport.TPMCloser, error) {
+	if err := probeSocket(path); err != nil {
+		return nil, err
+	}
+	return linuxudstpm.Open(path)
+}
+
+func probeSocket(path string) error {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "file of mode " + m.String()
+}
