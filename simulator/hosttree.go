@@ -1,0 +1,178 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+)
+
+// ExpectedRegistersFile is the name of the file WriteHostTree writes the
+// expected registers to, at the top of the tree.
+const ExpectedRegistersFile = "expected-registers.json"
+
+// HostConfig describes the simulated host WriteHostTree writes.
+type HostConfig struct {
+	// Seed determines both logs.
+	Seed int64
+	// TDXEvents and TPMEvents are the events after each log's header; 0
+	// means DefaultTDXEvents / DefaultTPMEvents.
+	TDXEvents, TPMEvents int
+	// AreaSize is the CCEL log area size; 0 means DefaultAreaSize.
+	AreaSize int
+	// TDXLive also writes the tdx_guest driver's RTMR files, so the real
+	// TDX backend finds live registers in the tree.
+	TDXLive bool
+}
+
+// ExpectedRegisters is the content of expected-registers.json: per category,
+// register name ("RTMR0", "PCR7") to algorithm name ("sha384") to the hex
+// value. It lists the registers the category's log extends, with the values
+// the simulated hardware holds: what replaying the log must give.
+type ExpectedRegisters struct {
+	TDX map[string]map[string]string `json:"tdx"`
+	TPM map[string]map[string]string `json:"tpm"`
+}
+
+// WriteHostTree writes a fake host under dir, laid out as the real backends
+// (hwsource.NewTDX(dir), hwsource.NewTPM(dir)) read a real host:
+//
+//	sys/firmware/acpi/tables/CCEL                      CCEL table
+//	sys/firmware/acpi/tables/data/CCEL                 CCEL log area
+//	sys/class/misc/tdx_guest/measurements/rtmrN:sha384 live RTMRs (TDXLive)
+//	sys/kernel/security/tpm0/binary_bios_measurements  TPM log
+//	expected-registers.json                            ExpectedRegisters
+//
+// The tree has no TPM device: the TPM's expected registers come from the
+// go-tpm-tools simulator, which must not be open elsewhere in the process
+// (ErrSimulatorBusy). Files are world-readable, so a non-root server can
+// read the tree.
+func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
+	ctx := context.Background()
+	tdx, err := NewTDX(TDXConfig{Seed: cfg.Seed, Events: cfg.TDXEvents, AreaSize: cfg.AreaSize})
+	if err != nil {
+		return nil, err
+	}
+	tpm, err := NewTPM(TPMConfig{Seed: cfg.Seed, Events: cfg.TPMEvents})
+	if err != nil {
+		return nil, err
+	}
+	defer tpm.Close()
+
+	files := map[string][]byte{
+		hwsource.CCELTablePath: tdx.Table(),
+		hwsource.CCELDataPath:  tdx.Area(),
+		hwsource.TPMLogPath:    tpm.log,
+	}
+	rtmrs, _ := tdx.Registers(ctx)
+	if cfg.TDXLive {
+		for i := range 4 {
+			name := filepath.Join(hwsource.RTMRDir, "rtmr"+strconv.Itoa(i)+":sha384")
+			files[name] = rtmrs.Get(eventlog.AlgSHA384, uint32(i+1))
+		}
+	}
+	pcrs, err := tpm.Registers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the simulated TPM's PCRs: %w", err)
+	}
+
+	var exp ExpectedRegisters
+	if exp.TDX, err = expected(eventlog.TDX, tdx.Log(), rtmrs); err != nil {
+		return nil, err
+	}
+	if exp.TPM, err = expected(eventlog.TPM, tpm.log, pcrs); err != nil {
+		return nil, err
+	}
+	js, err := json.MarshalIndent(exp, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	files[ExpectedRegistersFile] = append(js, '\n')
+
+	for name, b := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &exp, nil
+}
+
+// expected lists the live value of every register the log extends, after
+// checking that replaying the log gives that value: a mismatch is a
+// simulator bug, and a tree that lies would send users chasing it.
+func expected(kind eventlog.Kind, raw []byte, live eventlog.Bank) (map[string]map[string]string, error) {
+	l, err := eventlog.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("simulated %s log: %w", kind, err)
+	}
+	replayed, err := eventlog.Replay(l)
+	if err != nil {
+		return nil, fmt.Errorf("simulated %s log: %w", kind, err)
+	}
+	out := map[string]map[string]string{}
+	for alg, regs := range replayed {
+		for idx, v := range regs {
+			lv := live.Get(alg, idx)
+			if !bytes.Equal(lv, v) {
+				return nil, fmt.Errorf("simulated %s: %s %s replays to %x, the simulated hardware holds %x", kind, kind.RegisterName(idx), alg, v, lv)
+			}
+			name := kind.RegisterName(idx)
+			if out[name] == nil {
+				out[name] = map[string]string{}
+			}
+			out[name][alg.String()] = hex.EncodeToString(lv)
+		}
+	}
+	return out, nil
+}
+
+// Bank converts one category of the expected registers back to a bank.
+func (e *ExpectedRegisters) Bank(kind eventlog.Kind) (eventlog.Bank, error) {
+	regs := e.TPM
+	if kind == eventlog.TDX {
+		regs = e.TDX
+	}
+	bank := eventlog.Bank{}
+	for name, values := range regs {
+		idx, ok := kind.RegisterIndex(name)
+		if !ok {
+			return nil, fmt.Errorf("expected registers: %q is not a %s register", name, kind)
+		}
+		for algName, h := range values {
+			alg, ok := eventlog.ParseAlg(algName)
+			if !ok {
+				return nil, fmt.Errorf("expected registers: %s: unknown algorithm %q", name, algName)
+			}
+			v, err := hex.DecodeString(h)
+			if err != nil {
+				return nil, fmt.Errorf("expected registers: %s %s: %w", name, algName, err)
+			}
+			bank.Set(alg, idx, v)
+		}
+	}
+	return bank, nil
+}
+
+// ReadExpectedRegisters reads an expected-registers.json.
+func ReadExpectedRegisters(path string) (*ExpectedRegisters, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var e ExpectedRegisters
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &e, nil
+}

@@ -1,0 +1,187 @@
+// Package simulator provides simulated hardware sources for machines without
+// TDX or a TPM: a TD whose CCEL log and RTMRs look like TDVF's, a TPM on the
+// go-tpm-tools simulator, and fake host trees the real backends can read.
+//
+// Simulated sources are chosen explicitly and say so: Simulated() is true and
+// Name() says what is simulated.
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha512"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+)
+
+// Defaults and limits of a simulated TDX log.
+const (
+	DefaultTDXEvents = 44
+	DefaultAreaSize  = 64 << 10 // TDVF's log area; newer OVMF uses 1 MiB
+	MaxAreaSize      = 1 << 20
+)
+
+// TDXConfig describes a simulated TD.
+type TDXConfig struct {
+	// Seed determines every byte of the log: a seed always gives the same
+	// log, table and registers.
+	Seed int64
+	// Events is the number of events after the Spec ID header; 0 means
+	// DefaultTDXEvents. The boot sequence has a fixed part (about 40
+	// events); GRUB commands make up the rest.
+	Events int
+	// AreaSize is the size of the CCEL log area; 0 means DefaultAreaSize.
+	// The log must fit in it.
+	AreaSize int
+}
+
+// TDX is a simulated TD: a TDVF-like boot log in a CCEL log area, the CCEL
+// table pointing at it, and the RTMRs the TDX module holds after the boot.
+// It is immutable, so safe for concurrent use.
+type TDX struct {
+	cfg   TDXConfig
+	table []byte
+	area  []byte
+	used  int
+	lasa  uint64
+	rtmrs eventlog.Bank
+}
+
+// rtmrSize is the size of an RTMR: a SHA-384 digest.
+const rtmrSize = sha512.Size384
+
+// NewTDX builds the simulated TD's log, table and registers.
+func NewTDX(cfg TDXConfig) (*TDX, error) {
+	if cfg.Events == 0 {
+		cfg.Events = DefaultTDXEvents
+	}
+	if cfg.AreaSize == 0 {
+		cfg.AreaSize = DefaultAreaSize
+	}
+	if cfg.AreaSize < 0 || cfg.AreaSize > MaxAreaSize {
+		return nil, fmt.Errorf("simulated TDX: log area size %d is outside 1..%d bytes", cfg.AreaSize, MaxAreaSize)
+	}
+	// Every TCG_PCR_EVENT2 with one SHA-384 digest takes at least 66 bytes:
+	// refuse a count that cannot fit before building anything.
+	const minRecord = 12 + 2 + rtmrSize + 4
+	if cfg.Events < 0 || cfg.Events > cfg.AreaSize/minRecord {
+		return nil, fmt.Errorf("simulated TDX: %d events cannot fit in a %d-byte log area (at most %d)", cfg.Events, cfg.AreaSize, cfg.AreaSize/minRecord)
+	}
+	steps, err := bootSteps(onTDX, cfg.Seed, cfg.Events)
+	if err != nil {
+		return nil, fmt.Errorf("simulated TDX: %w", err)
+	}
+
+	// TDVF writes the Spec ID header at CC MR index 1 (RTMR0), listing
+	// SHA-384 only.
+	log := eventlog.AppendSpecIDHeader(nil, 1, []eventlog.Alg{eventlog.AlgSHA384})
+	var rtmr [4][rtmrSize]byte // the TDX module starts each RTMR at zero
+	for _, s := range steps {
+		mr, err := ccMRIndex(s.pcr)
+		if err != nil {
+			return nil, err
+		}
+		digest := sha512.Sum384(s.measured)
+		log = eventlog.AppendEvent2(log, mr, s.typ, []eventlog.Digest{{Alg: eventlog.AlgSHA384, Value: digest[:]}}, s.data)
+		// TDG.MR.RTMR.EXTEND: RTMR = SHA-384(RTMR || digest).
+		h := sha512.New384()
+		h.Write(rtmr[mr-1][:])
+		h.Write(digest[:])
+		h.Sum(rtmr[mr-1][:0])
+	}
+	if len(log) > cfg.AreaSize {
+		return nil, fmt.Errorf("simulated TDX: the log of %d events is %d bytes, more than the %d-byte log area: raise the area size or lower the event count",
+			cfg.Events, len(log), cfg.AreaSize)
+	}
+
+	t := &TDX{cfg: cfg, used: len(log), rtmrs: eventlog.Bank{}}
+	// Unused log area is erased flash: 0xFF.
+	t.area = bytes.Repeat([]byte{0xFF}, cfg.AreaSize)
+	copy(t.area, log)
+	// Firmware reserves the area in low memory, below 2 GiB.
+	t.lasa = (0x80000000 - uint64(cfg.AreaSize)) &^ 0xFFF
+	t.table = (&ccel.Table{
+		Revision:        1,
+		OEMID:           "INTEL",
+		OEMTableID:      "CCNPSIM",
+		OEMRevision:     2,
+		CreatorID:       "CCNP",
+		CreatorRevision: 1,
+		CCType:          ccel.TypeTDX,
+		LAML:            uint64(cfg.AreaSize),
+		LASA:            t.lasa,
+	}).Marshal()
+	for i := range rtmr {
+		t.rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), slices.Clone(rtmr[i][:]))
+	}
+	return t, nil
+}
+
+// ccMRIndex maps a PC Client PCR to the CC measurement register TDVF logs it
+// in: PCR1 and PCR7 to RTMR0 (index 1), PCR2..6 to RTMR1, PCR8..15 to RTMR2.
+// PCR0 maps to MRTD, which the TDX module measures and no log records.
+func ccMRIndex(pcr uint32) (uint32, error) {
+	switch {
+	case pcr == 1 || pcr == 7:
+		return 1, nil
+	case pcr >= 2 && pcr <= 6:
+		return 2, nil
+	case pcr >= 8 && pcr <= 15:
+		return 3, nil
+	}
+	return 0, fmt.Errorf("simulated TDX: PCR%d has no RTMR", pcr)
+}
+
+// Name says what is simulated.
+func (t *TDX) Name() string {
+	return fmt.Sprintf("simulated TDX (seed %d, %d events)", t.cfg.Seed, t.cfg.Events)
+}
+
+// Kind is eventlog.TDX.
+func (t *TDX) Kind() eventlog.Kind { return eventlog.TDX }
+
+// Simulated is true.
+func (t *TDX) Simulated() bool { return true }
+
+// ReadLog returns a copy of the whole log area, padding included, as the
+// real backend reads data/CCEL.
+func (t *TDX) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+	if err := ctx.Err(); err != nil {
+		return hwsource.RawLog{}, err
+	}
+	return hwsource.RawLog{Data: slices.Clone(t.area), Area: true, Address: t.lasa}, nil
+}
+
+// Registers returns RTMR0..3 as the TDX module holds them after the boot
+// (an RTMR the log does not extend is zero), keyed by CC MR index 1..4.
+func (t *TDX) Registers(ctx context.Context) (eventlog.Bank, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return cloneBank(t.rtmrs), nil
+}
+
+// Table returns the CCEL table: what /sys/firmware/acpi/tables/CCEL holds.
+func (t *TDX) Table() []byte { return slices.Clone(t.table) }
+
+// Area returns the log area: what /sys/firmware/acpi/tables/data/CCEL holds.
+func (t *TDX) Area() []byte { return slices.Clone(t.area) }
+
+// Log returns the log without the area's padding.
+func (t *TDX) Log() []byte { return slices.Clone(t.area[:t.used]) }
+
+func cloneBank(b eventlog.Bank) eventlog.Bank {
+	c := eventlog.Bank{}
+	for alg, regs := range b {
+		c[alg] = maps.Clone(regs)
+		for i, v := range c[alg] {
+			c[alg][i] = slices.Clone(v)
+		}
+	}
+	return c
+}

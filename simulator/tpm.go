@@ -1,0 +1,246 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	gotpmsim "github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpmutil"
+)
+
+// Defaults and limits of a simulated TPM log.
+const (
+	DefaultTPMEvents = 60
+	MaxTPMEvents     = 20000
+)
+
+// TPMConfig describes a simulated TPM machine.
+type TPMConfig struct {
+	// Seed determines every byte of the log.
+	Seed int64
+	// Events is the number of events after the Spec ID header; 0 means
+	// DefaultTPMEvents. The boot sequence has a fixed part (about 40
+	// events); GRUB commands make up the rest.
+	Events int
+}
+
+// tpmAlgs are the banks of the simulated log: SHA-1 and SHA-256, as most
+// UEFI firmware logs them.
+var tpmAlgs = []eventlog.Alg{eventlog.AlgSHA1, eventlog.AlgSHA256}
+
+// ErrSimulatorBusy is returned by NewTPM while another simulated TPM is open
+// in the process: the go-tpm-tools simulator is one C library instance per
+// process, and its Get blocks until the holder closes it. Failing at once is
+// better than a hang.
+var ErrSimulatorBusy = errors.New("the go-tpm-tools simulator is already open in this process (it is a process-wide singleton): close the other simulated TPM first")
+
+var simulatorOpen atomic.Bool
+
+// TPM is a simulated TPM machine: a synthetic crypto-agile boot log, every
+// event of which was extended into the go-tpm-tools simulator's PCRs. Live
+// PCRs are read back from the simulator through hwsource.ReadPCRs, as from a
+// real TPM. Safe for concurrent use: commands to the simulator are serialized.
+type TPM struct {
+	cfg TPMConfig
+	log []byte
+
+	mu  sync.Mutex
+	sim *gotpmsim.Simulator // nil once closed
+}
+
+// NewTPM starts the simulator and boots the simulated machine: it builds the
+// log and extends every measured event into the simulator's PCRs. Close it
+// to stop the simulator.
+func NewTPM(cfg TPMConfig) (*TPM, error) {
+	if cfg.Events == 0 {
+		cfg.Events = DefaultTPMEvents
+	}
+	if cfg.Events < 0 || cfg.Events > MaxTPMEvents {
+		return nil, fmt.Errorf("simulated TPM: %d events is outside 1..%d", cfg.Events, MaxTPMEvents)
+	}
+	steps, err := bootSteps(onTPM, cfg.Seed, cfg.Events)
+	if err != nil {
+		return nil, fmt.Errorf("simulated TPM: %w", err)
+	}
+	log := eventlog.AppendSpecIDHeader(nil, 0, tpmAlgs)
+	for _, s := range steps {
+		log = eventlog.AppendEvent2(log, s.pcr, s.typ, stepDigests(s), s.data)
+	}
+
+	if !simulatorOpen.CompareAndSwap(false, true) {
+		return nil, ErrSimulatorBusy
+	}
+	sim, err := gotpmsim.GetWithFixedSeedInsecure(cfg.Seed)
+	if err != nil {
+		simulatorOpen.Store(false)
+		return nil, fmt.Errorf("simulated TPM: start the go-tpm-tools simulator: %w", err)
+	}
+	t := &TPM{cfg: cfg, log: log, sim: sim}
+	if err := t.boot(steps); err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// stepDigests returns an event's digests in the log's banks. EV_NO_ACTION
+// events carry zero digests.
+func stepDigests(s step) []eventlog.Digest {
+	if s.typ == eventlog.EvNoAction {
+		ds := make([]eventlog.Digest, len(tpmAlgs))
+		for i, a := range tpmAlgs {
+			ds[i] = eventlog.Digest{Alg: a, Value: make([]byte, a.Size())}
+		}
+		return ds
+	}
+	return eventlog.Measure(s.measured, tpmAlgs)
+}
+
+// maxEventData is the most data TPM2_PCR_Event takes (TPM2B_EVENT).
+const maxEventData = 1024
+
+// boot extends the simulator's PCRs as firmware would. An event whose digest
+// is the hash of its data goes in with TPM2_PCR_Event, so the TPM hashes the
+// data itself: if the log's digest were wrong, replay would not match. The
+// other events go in with TPM2_PCR_Extend and the log's digests.
+func (t *TPM) boot(steps []step) error {
+	tpm := transport.FromReadWriter(t.sim)
+	for i, s := range steps {
+		if s.typ == eventlog.EvNoAction {
+			continue
+		}
+		pcr := tpm2.AuthHandle{Handle: tpm2.TPMHandle(s.pcr), Auth: tpm2.PasswordAuth(nil)}
+		var err error
+		if bytes.Equal(s.data, s.measured) && len(s.data) <= maxEventData {
+			_, err = tpm2.PCREvent{PCRHandle: pcr, EventData: tpm2.TPM2BEvent{Buffer: s.data}}.Execute(tpm)
+		} else {
+			digests := tpm2.TPMLDigestValues{}
+			for _, d := range stepDigests(s) {
+				digests.Digests = append(digests.Digests, tpm2.TPMTHA{HashAlg: tpm2.TPMIAlgHash(d.Alg), Digest: d.Value})
+			}
+			_, err = tpm2.PCRExtend{PCRHandle: pcr, Digests: digests}.Execute(tpm)
+		}
+		if err != nil {
+			return fmt.Errorf("simulated TPM: extend event %d (%s) into PCR%d: %w", i+1, s.typ, s.pcr, err)
+		}
+	}
+	return nil
+}
+
+// Name says what is simulated.
+func (t *TPM) Name() string {
+	return fmt.Sprintf("simulated TPM (go-tpm-tools simulator, seed %d, %d events)", t.cfg.Seed, t.cfg.Events)
+}
+
+// Kind is eventlog.TPM.
+func (t *TPM) Kind() eventlog.Kind { return eventlog.TPM }
+
+// Simulated is true.
+func (t *TPM) Simulated() bool { return true }
+
+// ReadLog returns a copy of the log, as binary_bios_measurements holds it.
+func (t *TPM) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+	if err := ctx.Err(); err != nil {
+		return hwsource.RawLog{}, err
+	}
+	return hwsource.RawLog{Data: slices.Clone(t.log)}, nil
+}
+
+// Registers reads PCRs 0..23 of the SHA-1 and SHA-256 banks from the
+// simulator.
+func (t *TPM) Registers(ctx context.Context) (eventlog.Bank, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sim == nil {
+		return nil, fmt.Errorf("%w: the simulated TPM is closed", hwsource.ErrNotAvailable)
+	}
+	// The lock is held for the whole read: the PCRs are one snapshot.
+	return hwsource.ReadPCRs(transport.FromReadWriter(t.sim), tpmAlgs, hwsource.PCClientPCRs)
+}
+
+// Send runs one TPM command on the simulator: TPM is a go-tpm transport.TPM.
+func (t *TPM) Send(command []byte) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sim == nil {
+		return nil, errors.New("the simulated TPM is closed")
+	}
+	return tpmutil.RunCommandRaw(t.sim, command)
+}
+
+// Close stops the simulator, so another simulated TPM can start.
+func (t *TPM) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sim == nil {
+		return nil
+	}
+	err := t.sim.Close()
+	t.sim = nil
+	simulatorOpen.Store(false)
+	return err
+}
+
+// TPM command limits: a command starts with a 10-byte header (tag, size,
+// command code); TPMs take at most a few KiB.
+const (
+	tpmHeaderSize     = 10
+	maxTPMCommandSize = 8 << 10
+	connTimeout       = 30 * time.Second
+)
+
+// Serve answers TPM commands on l until l is closed: one command per
+// connection, answered then closed, as swtpm's Unix socket interface works
+// and go-tpm's linuxudstpm transport expects. Listening at <root>/dev/tpmrm0
+// lets the real TPM backend (hwsource.NewTPM) read this simulator's PCRs.
+func (t *TPM) Serve(l net.Listener) error {
+	for {
+		c, err := l.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		go t.serveConn(c)
+	}
+}
+
+func (t *TPM) serveConn(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(connTimeout))
+	cmd := make([]byte, tpmHeaderSize)
+	// A client that connects and leaves (a probe) sends nothing.
+	if _, err := io.ReadFull(c, cmd); err != nil {
+		return
+	}
+	size := binary.BigEndian.Uint32(cmd[2:])
+	if size < tpmHeaderSize || size > maxTPMCommandSize {
+		return
+	}
+	cmd = append(cmd, make([]byte, size-tpmHeaderSize)...)
+	if _, err := io.ReadFull(c, cmd[tpmHeaderSize:]); err != nil {
+		return
+	}
+	rsp, err := t.Send(cmd)
+	if err != nil {
+		return
+	}
+	_, _ = c.Write(rsp)
+}
