@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
+)
+
+func TestFakehost(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--out", dir, "--seed", "5", "--tdx-events", "70", "--tpm-events", "80", "--area-size", "131072", "--tdx-live=false"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "tdx: [RTMR0 RTMR1 RTMR2]") || !strings.Contains(stdout.String(), "PCR9 PCR14]") {
+		t.Errorf("output does not list the expected registers in order:\n%s", stdout.String())
+	}
+	area, err := os.ReadFile(filepath.Join(dir, hwsource.CCELDataPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := eventlog.ParseArea(area)
+	if err != nil || len(area) != 131072 || len(l.Events) != 70 {
+		t.Errorf("CCEL area of %d bytes with %v events (%v), want 131072 bytes, 70 events", len(area), len(l.Events), err)
+	}
+	tpmLog, err := os.ReadFile(filepath.Join(dir, hwsource.TPMLogPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := eventlog.Parse(tpmLog); err != nil || len(l.Events) != 80 {
+		t.Errorf("TPM log: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, hwsource.RTMRDir)); !os.IsNotExist(err) {
+		t.Errorf("--tdx-live=false wrote RTMR files")
+	}
+	if _, err := simulator.ReadExpectedRegisters(filepath.Join(dir, simulator.ExpectedRegistersFile)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestFakehostErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "--out DIR is required"},
+		{[]string{"--out", t.TempDir(), "extra"}, 2, "no arguments"},
+		{[]string{"--out", t.TempDir(), "--seed", "x"}, 2, "invalid value"},
+		{[]string{"--out", t.TempDir(), "--tdx-events", "900"}, 1, "more than the 65536-byte log area"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tt.args, &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("fakehost %q: exit %d, stderr %q; want exit %d saying %q", tt.args, code, stderr.String(), tt.code, tt.want)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "-area-size") {
+		t.Errorf("--help: exit %d, output %q", code, stderr.String())
+	}
+}
