@@ -40,6 +40,8 @@ type TDXConfig struct {
 	AreaSize int
 }
 
+var _ hwsource.Source = (*TDX)(nil)
+
 // TDX is a simulated TD: a TDVF-like boot log in a CCEL log area, the CCEL
 // table pointing at it, and the RTMRs the TDX module holds after the boot.
 // It is immutable, so safe for concurrent use.

@@ -49,6 +49,16 @@ var ErrSimulatorBusy = errors.New("the go-tpm-tools simulator is already open in
 
 var simulatorOpen atomic.Bool
 
+// ErrNoCgo is returned by NewTPM in a binary built without cgo
+// (CGO_ENABLED=0, as static binaries are): the go-tpm-tools simulator is C.
+// The simulated TDX source is pure Go and works in such binaries.
+var ErrNoCgo = errors.New("the simulated TPM needs a binary built with cgo (CGO_ENABLED=1 and the OpenSSL headers, libssl-dev): the go-tpm-tools simulator is C; this binary was built without cgo")
+
+var (
+	_ hwsource.Source = (*TPM)(nil)
+	_ transport.TPM   = (*TPM)(nil)
+)
+
 // TPM is a simulated TPM machine: a synthetic crypto-agile boot log, every
 // event of which was extended into the go-tpm-tools simulator's PCRs. Live
 // PCRs are read back from the simulator through hwsource.ReadPCRs, as from a
@@ -80,6 +90,9 @@ func NewTPM(cfg TPMConfig) (*TPM, error) {
 		log = eventlog.AppendEvent2(log, s.pcr, s.typ, stepDigests(s), s.data)
 	}
 
+	if !cgoEnabled {
+		return nil, ErrNoCgo
+	}
 	if !simulatorOpen.CompareAndSwap(false, true) {
 		return nil, ErrSimulatorBusy
 	}

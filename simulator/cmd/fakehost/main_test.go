@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,5 +67,31 @@ func TestFakehostErrors(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "-area-size") {
 		t.Errorf("--help: exit %d, output %q", code, stderr.String())
+	}
+}
+
+// TestFakehostWithoutCgo: a static (CGO_ENABLED=0) build cannot run the C
+// TPM simulator; it must say so, not fail obscurely.
+func TestFakehostWithoutCgo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds fakehost without cgo")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build with")
+	}
+	bin := filepath.Join(t.TempDir(), "fakehost")
+	build := exec.Command(goTool, "build", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "--out", t.TempDir())
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "built without cgo") {
+		t.Errorf("fakehost built without cgo: %v, stderr %q; want exit 1 saying it needs cgo", err, stderr.String())
 	}
 }
