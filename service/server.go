@@ -62,8 +62,8 @@ func (s *Service) logRequests(ctx context.Context, req any, info *grpc.UnaryServ
 	switch r := req.(type) {
 	case *eventlogpb.GetEventlogRequest:
 		attrs = append(attrs,
-			slog.String("level", r.EventlogLevel.String()),
-			slog.String("category", r.EventlogCategory.String()),
+			slog.String("eventlog_level", r.EventlogLevel.String()),
+			slog.String("eventlog_category", r.EventlogCategory.String()),
 			slog.Int("start", int(r.StartPosition)),
 			slog.Int("count", int(r.Count)),
 			slog.String("format", r.Format.String()))

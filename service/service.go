@@ -154,7 +154,7 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	}
 	cache := s.logs[req.EventlogCategory]
 	if cache == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source configured", req.EventlogCategory)
+		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source (its start-up log says why)", req.EventlogCategory)
 	}
 	p, err := cache.get(ctx)
 	if err != nil {

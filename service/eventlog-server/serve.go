@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+	"github.com/ccnp-eventlog/ccnp-eventlog/service"
+	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
+)
+
+func init() {
+	commands["serve"] = command{"serve event logs on a Unix socket (the default command)", runServe}
+}
+
+type serveConfig struct {
+	socket     string
+	socketMode string
+	outputDir  string
+	hwsource   string
+	root       string
+	limits     service.DirLimits
+	drain      time.Duration
+	logLevel   string
+	logFormat  string
+	healthWait time.Duration
+	simTDX     simulator.TDXConfig
+	simTPM     simulator.TPMConfig
+}
+
+func runServe(args []string) int {
+	fs := newFlagSet("serve", "eventlog-server [serve] [flags]")
+	var c serveConfig
+	fs.StringVar(&c.socket, "socket", defaultSocket, "Unix socket to serve on; its directory is created")
+	fs.StringVar(&c.socketMode, "socket-mode", "0666", "permissions of the socket (octal): who may connect")
+	fs.StringVar(&c.outputDir, "output-dir", "/run/ccnp-eventlog", "directory the returned event log files are written to")
+	fs.StringVar(&c.hwsource, "hwsource", "host", "where logs come from: host (this node's firmware, under --root) or simulated")
+	fs.StringVar(&c.root, "root", "/", "prefix of every host path the host backends read (sysfs, securityfs, /dev)")
+	fs.Int64Var(&c.limits.MaxBytes, "max-dir-bytes", 64<<20, "most bytes the server's files may take in the output directory")
+	fs.DurationVar(&c.limits.MaxAge, "max-file-age", time.Hour, "a file not handed out for this long is removed")
+	fs.DurationVar(&c.limits.MinLifetime, "min-file-lifetime", 5*time.Minute, "a returned path stays readable at least this long, even when the directory is full")
+	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "while no source works, how often to check again")
+	seed := fs.Int64("sim-seed", 1, "simulated hardware: seed of the synthetic logs")
+	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
+	fs.IntVar(&c.simTPM.Events, "sim-tpm-events", simulator.DefaultTPMEvents, "simulated hardware: events in the TPM log")
+	fs.IntVar(&c.simTDX.AreaSize, "sim-area-size", simulator.DefaultAreaSize, "simulated hardware: size of the CCEL log area in bytes (at most 1 MiB)")
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
+		return 2
+	}
+	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
+	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
+		return 2
+	}
+	if err := serve(c, logger); err != nil {
+		logger.Error("server stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+// sources builds one source per category for the chosen mode. Simulated
+// hardware is only ever used when asked for.
+func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsource.Source, func(), error) {
+	switch c.hwsource {
+	case "host":
+		return map[eventlogpb.CATEGORY]hwsource.Source{
+			eventlogpb.CATEGORY_TDX_EVENTLOG: hwsource.NewTDX(c.root),
+			eventlogpb.CATEGORY_TPM_EVENTLOG: hwsource.NewTPM(c.root),
+		}, func() {}, nil
+	case "simulated":
+		tdx, err := simulator.NewTDX(c.simTDX)
+		if err != nil {
+			return nil, nil, err
+		}
+		srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx}
+		tpm, err := simulator.NewTPM(c.simTPM)
+		if err != nil {
+			// The TDX simulation is pure Go and still serves; TPM requests
+			// answer FAILED_PRECONDITION.
+			logger.Error("simulated TPM unavailable", "err", err)
+			return srcs, func() {}, nil
+		}
+		srcs[eventlogpb.CATEGORY_TPM_EVENTLOG] = tpm
+		return srcs, func() { tpm.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("--hwsource must be host or simulated, not %q", c.hwsource)
+}
+
+func serve(c serveConfig, logger *slog.Logger) error {
+	mode, err := strconv.ParseUint(c.socketMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return fmt.Errorf("--socket-mode %q is not an octal permission like 0660", c.socketMode)
+	}
+	srcs, closeSources, err := sources(c, logger)
+	if err != nil {
+		return err
+	}
+	defer closeSources()
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger})
+	if err != nil {
+		return err
+	}
+	lis, err := service.ListenUnix(c.socket, os.FileMode(mode))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(c.socket)
+	g, hs := svc.NewGRPCServer()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go svc.WatchHealth(ctx, hs, c.healthWait)
+	go svc.Sweep(ctx, min(c.limits.MinLifetime, time.Minute))
+
+	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root)
+	served := make(chan error, 1)
+	go func() { served <- g.Serve(lis) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("stopping: draining in-flight requests", "timeout", c.drain)
+	hs.Shutdown() // probes now fail: no new work is sent here
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(c.drain):
+		logger.Warn("drain timeout: closing remaining connections")
+		g.Stop()
+	}
+	logger.Info("stopped")
+	return nil
+}
