@@ -198,10 +198,10 @@ func TestUpstreamRequestsReturnTheRightEvents(t *testing.T) {
 		t.Run(tc.cat.String(), func(t *testing.T) {
 			n := len(tc.log.Events)
 			for _, p := range []struct{ start, count, first, last int32 }{
-				{0, 0, 1, int32(n)},                       // the whole log
-				{1, 0, 1, int32(n)},                       // 1 means the first, too
-				{2, 5, 2, 6},                              // upstream docs: 5 events from the second
-				{int32(n), 0, int32(n), int32(n)},         // the last event
+				{0, 0, 1, int32(n)},                        // the whole log
+				{1, 0, 1, int32(n)},                        // 1 means the first, too
+				{2, 5, 2, 6},                               // upstream docs: 5 events from the second
+				{int32(n), 0, int32(n), int32(n)},          // the last event
 				{int32(n) - 2, 10, int32(n) - 2, int32(n)}, // past the end: the rest
 			} {
 				r, err := s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: tc.cat, StartPosition: p.start, Count: p.count})
