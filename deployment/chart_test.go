@@ -379,12 +379,14 @@ func TestSimulatedValues(t *testing.T) {
 
 func TestPathValues(t *testing.T) {
 	ds := render(t, "eventlogDir=/var/run/el", "socketDir=/var/run/el-sock/", "root=/srv/fake-host",
-		"hostPaths.securityfs=", "image.tag=dev", "image.repository=registry.example/eventlog").daemonSet(t)
+		"hostPaths.securityfs=", "image.tag=dev", "image.repository=registry.example/eventlog",
+		"extraArgs={--log-format=json,--max-dir-bytes=1048576}").daemonSet(t)
 	spec := &ds.Spec.Template.Spec
 	server := findContainer(t, spec.Containers, "eventlog-server")
 	stage := findContainer(t, spec.InitContainers, "stage")
 
-	for name, want := range map[string]string{"socket": "/var/run/el-sock/eventlog.sock", "output-dir": "/var/run/el", "root": "/srv/fake-host"} {
+	for name, want := range map[string]string{"socket": "/var/run/el-sock/eventlog.sock", "output-dir": "/var/run/el", "root": "/srv/fake-host",
+		"log-format": "json", "max-dir-bytes": "1048576"} {
 		if got, _ := flagValue(server.Args, name); got != want {
 			t.Errorf("server --%s = %q, want %q", name, got, want)
 		}
@@ -435,6 +437,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"eventlogDir=relative/dir", "eventlogDir"},
 		{"securityContext.runAsUser=0", "runAsUser"},
 		{"socketMode=777777", "socketMode"},
+		{"extraArgs={log-format=json}", "extraArgs"},
 	} {
 		_, err := helm(t, "template", release, chartDir, "--set", tt.set)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
