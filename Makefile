@@ -54,8 +54,11 @@ image:
 manifests:
 	deployment/generate-manifests.sh
 
+# Parser and encoders, then the server under load over its socket (a real
+# server process on simulated hardware; see service/eventlog-server/bench_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
+	$(GO) test -run '^$$' -bench . -benchtime 20000x ./service/eventlog-server/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./eventlog/

@@ -178,7 +178,9 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	if err != nil {
 		return nil, err
 	}
-	s.replies.put(key, &c.cachedReply)
+	// A copy: a pointer into c would keep the file's content alive in the cache.
+	cached := c.cachedReply
+	s.replies.put(key, &cached)
 	return withPath(c.reply, path), nil
 }
 

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+)
+
+// The benchmarks drive a real server process over its Unix socket, as the
+// node's workloads do. The server is this test binary run again with
+// benchServerEnv set: TestMain then runs the serve command instead of tests.
+const benchServerEnv = "EVENTLOG_BENCH_SERVE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(benchServerEnv) == "1" {
+		os.Exit(dispatch([]string{"serve"}))
+	}
+	os.Exit(m.Run())
+}
+
+type benchServer struct {
+	cmd    *exec.Cmd
+	socket string
+}
+
+// startBenchServer starts a server on simulated hardware; flags are
+// EVENTLOG_* environment variables.
+func startBenchServer(b *testing.B, env ...string) *benchServer {
+	b.Helper()
+	// The output directory is tmpfs in production (/run): use tmpfs here too.
+	tmp := "/dev/shm"
+	if _, err := os.Stat(tmp); err != nil {
+		tmp = ""
+	}
+	dir, err := os.MkdirTemp(tmp, "elbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	s := &benchServer{socket: filepath.Join(dir, "eventlog.sock")}
+	s.cmd = exec.Command(os.Args[0])
+	s.cmd.Env = append(os.Environ(), benchServerEnv+"=1",
+		"EVENTLOG_HWSOURCE=simulated",
+		"EVENTLOG_SOCKET="+s.socket,
+		"EVENTLOG_OUTPUT_DIR="+filepath.Join(dir, "out"))
+	s.cmd.Env = append(s.cmd.Env, env...)
+	// Request logging stays on, as in production; its lines go nowhere
+	// unless BENCH_SERVER_STDERR names a file for them (with
+	// GODEBUG=gctrace=1, the server's heap can be watched there).
+	if f := os.Getenv("BENCH_SERVER_STDERR"); f != "" {
+		if s.cmd.Stderr, err = os.Create(f); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := probe(context.Background(), s.socket, ""); err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the server did not come up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// peakRSS reads the server's high-water resident set size, in bytes.
+func (s *benchServer) peakRSS(b *testing.B) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+func (s *benchServer) clients(b *testing.B, n int) []eventlogpb.EventlogClient {
+	cs := make([]eventlogpb.EventlogClient, n)
+	for i := range cs {
+		conn, err := grpc.NewClient("unix://"+s.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close() })
+		cs[i] = eventlogpb.NewEventlogClient(conn)
+	}
+	return cs
+}
+
+// load sends b.N requests from the clients, each on its own connection, as
+// fast as the server answers, and reports throughput and latency percentiles.
+func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client, i int) *eventlogpb.GetEventlogRequest) {
+	for c, cl := range clients { // connect and warm the server's caches
+		if _, err := cl.GetEventlog(context.Background(), request(c, 0)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	latencies := make([][]time.Duration, len(clients))
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c, cl := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)); i <= b.N; i = int(next.Add(1)) {
+				t := time.Now()
+				if _, err := cl.GetEventlog(context.Background(), request(c, i)); err != nil {
+					b.Error(err)
+					return
+				}
+				latencies[c] = append(latencies[c], time.Since(t))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(0, "ns/op") // per-request time is what req/s and the percentiles say
+}
+
+// BenchmarkGetEventlog: the full log and a 5-event slice of a 300-event
+// simulated TDX log, with 1 and 8 clients.
+func BenchmarkGetEventlog(b *testing.B) {
+	s := startBenchServer(b, "EVENTLOG_SIM_TDX_EVENTS=300", "EVENTLOG_SIM_AREA_SIZE=262144")
+	for _, slice := range []struct {
+		name         string
+		start, count int32
+	}{{"full", 0, 0}, {"slice5", 100, 5}} {
+		for _, n := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/clients=%d", slice.name, n), func(b *testing.B) {
+				req := &eventlogpb.GetEventlogRequest{StartPosition: slice.start, Count: slice.count}
+				load(b, s.clients(b, n), func(int, int) *eventlogpb.GetEventlogRequest { return req })
+			})
+		}
+	}
+}
+
+// BenchmarkMemory100Clients: 100 clients asking for random slices of up to
+// 64 events, in both formats, of a log filling a 1 MiB CCEL area; reports the
+// server's peak RSS. Nearly every request writes a new file, so the files'
+// minimum lifetime is cut to seconds: with the default (5 minutes) the
+// directory fills and the server answers RESOURCE_EXHAUSTED, as designed.
+func BenchmarkMemory100Clients(b *testing.B) {
+	const events = 5000
+	s := startBenchServer(b, "EVENTLOG_SIM_TDX_EVENTS="+strconv.Itoa(events), "EVENTLOG_SIM_AREA_SIZE=1048576",
+		"EVENTLOG_MIN_FILE_LIFETIME=1s", "EVENTLOG_MAX_FILE_AGE=5s", "EVENTLOG_MAX_DIR_BYTES=1073741824")
+	rngs := make([]*rand.Rand, 100)
+	for i := range rngs {
+		rngs[i] = rand.New(rand.NewPCG(uint64(i), 1))
+	}
+	load(b, s.clients(b, 100), func(c, _ int) *eventlogpb.GetEventlogRequest {
+		r := rngs[c]
+		return &eventlogpb.GetEventlogRequest{
+			StartPosition: int32(1 + r.IntN(events)),
+			Count:         int32(1 + r.IntN(64)),
+			Format:        eventlogpb.FORMAT(r.IntN(2)),
+		}
+	})
+	b.ReportMetric(float64(s.peakRSS(b))/(1<<20), "peak-RSS-MiB")
+}
