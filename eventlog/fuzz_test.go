@@ -84,7 +84,14 @@ func checkParse(t *testing.T, b []byte, l *eventlog.Log, err error, area bool) {
 	if raw := eventlog.AppendRaw(nil, l, l.Events); !bytes.Equal(raw, l.Raw) {
 		t.Fatalf("AppendRaw wrote %d bytes, the log has %d", len(raw), len(l.Raw))
 	}
-	for _, reparse := range []func([]byte) (*eventlog.Log, error){eventlog.Parse, eventlog.ParseArea} {
+	// Parse reads any log's own bytes back the same. ParseArea does too
+	// for what it parsed, but not for all Parse reads: it stops at a
+	// record that starts with 8 zero bytes.
+	reparsers := []func([]byte) (*eventlog.Log, error){eventlog.Parse}
+	if area {
+		reparsers = append(reparsers, eventlog.ParseArea)
+	}
+	for _, reparse := range reparsers {
 		back, err := reparse(l.Raw)
 		if err != nil {
 			t.Fatalf("the log's own bytes do not parse: %v", err)
