@@ -29,6 +29,9 @@ type Source interface {
 	// registers the node exposes. Errors wrap ErrNotAvailable when this node
 	// cannot read them (no device, kernel too old, ...).
 	Registers(ctx context.Context) (eventlog.Bank, error)
+	// RegistersFrom says where Registers reads from (a sysfs directory, a
+	// TPM device, a simulator), for reports that compare log and registers.
+	RegistersFrom() string
 }
 
 // RawLog is a log as a source read it, before parsing.

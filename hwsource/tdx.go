@@ -195,3 +195,5 @@ func decodeRegister(b []byte, size int) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("holds %d bytes, neither a %d-byte register value nor %d hex digits", len(b), size, 2*size)
 }
+
+func (s *tdxSource) RegistersFrom() string { return "tdx_guest sysfs " + s.rtmrs }

@@ -181,3 +181,5 @@ func fileKind(m fs.FileMode) string {
 	}
 	return "file of mode " + m.String()
 }
+
+func (s *tpmSource) RegistersFrom() string { return "TPM device " + orList(s.devices) }

@@ -150,6 +150,9 @@ func (t *TDX) Kind() eventlog.Kind { return eventlog.TDX }
 // Simulated is true.
 func (t *TDX) Simulated() bool { return true }
 
+// RegistersFrom implements hwsource.Source.
+func (t *TDX) RegistersFrom() string { return "the simulated TDX module's RTMRs" }
+
 // ReadLog returns a copy of the whole log area, padding included, as the
 // real backend reads data/CCEL.
 func (t *TDX) ReadLog(ctx context.Context) (hwsource.RawLog, error) {

@@ -164,6 +164,9 @@ func (t *TPM) Kind() eventlog.Kind { return eventlog.TPM }
 // Simulated is true.
 func (t *TPM) Simulated() bool { return true }
 
+// RegistersFrom implements hwsource.Source.
+func (t *TPM) RegistersFrom() string { return "the go-tpm-tools simulator's PCRs, read with go-tpm" }
+
 // ReadLog returns a copy of the log, as binary_bios_measurements holds it.
 func (t *TPM) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
 	if err := ctx.Err(); err != nil {
