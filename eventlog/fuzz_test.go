@@ -247,7 +247,9 @@ func TestParseAllocationBounded(t *testing.T) {
 			if ratio > maxRatio {
 				t.Errorf("allocated %.1f× the input, more than %d×", ratio, maxRatio)
 			}
-			if allocs > 8 {
+			// A parse makes about 6, an error about 8 (its message): far
+			// from the events' count, which is what this guards against.
+			if allocs > 16 {
 				t.Errorf("%.0f allocations: the count must not grow with the input", allocs)
 			}
 			if err != nil && perRun > 4096 {
