@@ -2,7 +2,9 @@
 #
 #   make run        serve on simulated hardware (socket under build/run)
 #   make test       unit tests, chart tests and the e2e suite against a local server
-#   make e2e        the e2e suite on a kind cluster (needs docker)
+#   make e2e        the e2e suite on a kind cluster (needs docker; kind/README.md)
+#   make e2e-up     only bring up that cluster and deploy (reused when it exists)
+#   make e2e-down   delete that cluster
 #   make bench      benchmarks: parser, encoders, and the service under load
 #   make fuzz       run each fuzz target for FUZZTIME
 #   make lint       gofmt, go vet, staticcheck
@@ -21,7 +23,7 @@ FUZZTIME ?= 30s
 # deploys it with its default values.
 IMAGE   ?= ccnp-eventlog-server:$(shell awk '/^appVersion:/ { gsub(/"/, "", $$2); print $$2 }' deployment/charts/eventlog-server/Chart.yaml)
 
-.PHONY: all build run test unit lint proto bench fuzz clean image manifests
+.PHONY: all build run test unit lint proto bench fuzz clean image manifests e2e e2e-up e2e-down
 
 all: build
 
@@ -54,16 +56,30 @@ image:
 manifests:
 	deployment/generate-manifests.sh
 
+# The kind cluster is left running for the next run; kind/common.sh lists the
+# settings (KIND_NODE_IMAGE, KIND_CLUSTER_NAME, ...). GINKGO_FLAGS are passed
+# to the suite, e.g. GINKGO_FLAGS=--focus=restart.
+e2e:
+	kind/e2e.sh $(GINKGO_FLAGS)
+
+e2e-up:
+	kind/up.sh
+
+e2e-down:
+	kind/down.sh
+
 # Parser and encoders, then the server under load over its socket (a real
 # server process on simulated hardware; see service/eventlog-server/bench_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
 	$(GO) test -run '^$$' -bench . -benchtime 20000x ./service/eventlog-server/
 
+# -fuzzminimizetime: minimizing a large log-area input would otherwise hold a
+# worker for a minute.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./eventlog/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) ./eventlog/
-	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) ./eventlog/ccel/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 
 clean:
 	rm -rf build $(BIN)

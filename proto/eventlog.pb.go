@@ -178,6 +178,62 @@ func (FORMAT) EnumDescriptor() ([]byte, []int) {
 	return file_proto_eventlog_proto_rawDescGZIP(), []int{2}
 }
 
+// The outcome for one register.
+type REGISTER_STATUS int32
+
+const (
+	REGISTER_STATUS_REGISTER_STATUS_UNSPECIFIED REGISTER_STATUS = 0
+	// Replaying the log gives the live value.
+	REGISTER_STATUS_MATCH REGISTER_STATUS = 1
+	// It does not: the log does not explain the register.
+	REGISTER_STATUS_MISMATCH REGISTER_STATUS = 2
+	// The live value could not be read; nothing is claimed.
+	REGISTER_STATUS_NOT_AVAILABLE REGISTER_STATUS = 3
+)
+
+// Enum value maps for REGISTER_STATUS.
+var (
+	REGISTER_STATUS_name = map[int32]string{
+		0: "REGISTER_STATUS_UNSPECIFIED",
+		1: "MATCH",
+		2: "MISMATCH",
+		3: "NOT_AVAILABLE",
+	}
+	REGISTER_STATUS_value = map[string]int32{
+		"REGISTER_STATUS_UNSPECIFIED": 0,
+		"MATCH":                       1,
+		"MISMATCH":                    2,
+		"NOT_AVAILABLE":               3,
+	}
+)
+
+func (x REGISTER_STATUS) Enum() *REGISTER_STATUS {
+	p := new(REGISTER_STATUS)
+	*p = x
+	return p
+}
+
+func (x REGISTER_STATUS) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (REGISTER_STATUS) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_eventlog_proto_enumTypes[3].Descriptor()
+}
+
+func (REGISTER_STATUS) Type() protoreflect.EnumType {
+	return &file_proto_eventlog_proto_enumTypes[3]
+}
+
+func (x REGISTER_STATUS) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use REGISTER_STATUS.Descriptor instead.
+func (REGISTER_STATUS) EnumDescriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{3}
+}
+
 type GetEventlogRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	EventlogLevel    LEVEL                  `protobuf:"varint,1,opt,name=eventlog_level,json=eventlogLevel,proto3,enum=LEVEL" json:"eventlog_level,omitempty"`
@@ -365,6 +421,350 @@ func (x *GetEventlogReply) GetSimulated() bool {
 	return false
 }
 
+type VerifyEventlogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only PAAS: a container's own events explain only part of a register.
+	EventlogLevel    LEVEL    `protobuf:"varint,1,opt,name=eventlog_level,json=eventlogLevel,proto3,enum=LEVEL" json:"eventlog_level,omitempty"`
+	EventlogCategory CATEGORY `protobuf:"varint,2,opt,name=eventlog_category,json=eventlogCategory,proto3,enum=CATEGORY" json:"eventlog_category,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *VerifyEventlogRequest) Reset() {
+	*x = VerifyEventlogRequest{}
+	mi := &file_proto_eventlog_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyEventlogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyEventlogRequest) ProtoMessage() {}
+
+func (x *VerifyEventlogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_eventlog_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyEventlogRequest.ProtoReflect.Descriptor instead.
+func (*VerifyEventlogRequest) Descriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VerifyEventlogRequest) GetEventlogLevel() LEVEL {
+	if x != nil {
+		return x.EventlogLevel
+	}
+	return LEVEL_PAAS
+}
+
+func (x *VerifyEventlogRequest) GetEventlogCategory() CATEGORY {
+	if x != nil {
+		return x.EventlogCategory
+	}
+	return CATEGORY_TDX_EVENTLOG
+}
+
+type RegisterCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "RTMR0", "PCR7".
+	Register string `protobuf:"bytes,1,opt,name=register,proto3" json:"register,omitempty"`
+	// The log's index: PCR number, or CC MR index (1 is RTMR0).
+	Index uint32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// "sha384".
+	Algorithm string `protobuf:"bytes,3,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
+	// Hex value the log replays to (the reset value when no event extends it).
+	Replayed string `protobuf:"bytes,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// Hex live value; empty when not available.
+	Live   string          `protobuf:"bytes,5,opt,name=live,proto3" json:"live,omitempty"`
+	Status REGISTER_STATUS `protobuf:"varint,6,opt,name=status,proto3,enum=REGISTER_STATUS" json:"status,omitempty"`
+	// Log events extending the register.
+	Events uint32 `protobuf:"varint,7,opt,name=events,proto3" json:"events,omitempty"`
+	// Why, for anything but a plain match.
+	Note string `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
+	// Events extending this register whose data does not hash to their
+	// digest: the log was changed after it was measured.
+	AlteredEvents []uint32 `protobuf:"varint,9,rep,packed,name=altered_events,json=alteredEvents,proto3" json:"altered_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterCheck) Reset() {
+	*x = RegisterCheck{}
+	mi := &file_proto_eventlog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterCheck) ProtoMessage() {}
+
+func (x *RegisterCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_eventlog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterCheck.ProtoReflect.Descriptor instead.
+func (*RegisterCheck) Descriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RegisterCheck) GetRegister() string {
+	if x != nil {
+		return x.Register
+	}
+	return ""
+}
+
+func (x *RegisterCheck) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RegisterCheck) GetAlgorithm() string {
+	if x != nil {
+		return x.Algorithm
+	}
+	return ""
+}
+
+func (x *RegisterCheck) GetReplayed() string {
+	if x != nil {
+		return x.Replayed
+	}
+	return ""
+}
+
+func (x *RegisterCheck) GetLive() string {
+	if x != nil {
+		return x.Live
+	}
+	return ""
+}
+
+func (x *RegisterCheck) GetStatus() REGISTER_STATUS {
+	if x != nil {
+		return x.Status
+	}
+	return REGISTER_STATUS_REGISTER_STATUS_UNSPECIFIED
+}
+
+func (x *RegisterCheck) GetEvents() uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *RegisterCheck) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *RegisterCheck) GetAlteredEvents() []uint32 {
+	if x != nil {
+		return x.AlteredEvents
+	}
+	return nil
+}
+
+// A known firmware behaviour seen in the log or the registers, named rather
+// than silently absorbed.
+type Quirk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Register      string                 `protobuf:"bytes,2,opt,name=register,proto3" json:"register,omitempty"`
+	Events        []uint32               `protobuf:"varint,3,rep,packed,name=events,proto3" json:"events,omitempty"`
+	Description   string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Quirk) Reset() {
+	*x = Quirk{}
+	mi := &file_proto_eventlog_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Quirk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Quirk) ProtoMessage() {}
+
+func (x *Quirk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_eventlog_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Quirk.ProtoReflect.Descriptor instead.
+func (*Quirk) Descriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Quirk) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Quirk) GetRegister() string {
+	if x != nil {
+		return x.Register
+	}
+	return ""
+}
+
+func (x *Quirk) GetEvents() []uint32 {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *Quirk) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+type VerifyEventlogReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every register was compared and matched.
+	Verified  bool             `protobuf:"varint,1,opt,name=verified,proto3" json:"verified,omitempty"`
+	Registers []*RegisterCheck `protobuf:"bytes,2,rep,name=registers,proto3" json:"registers,omitempty"`
+	Quirks    []*Quirk         `protobuf:"bytes,3,rep,name=quirks,proto3" json:"quirks,omitempty"`
+	// Where the live values were read from.
+	LiveFrom string `protobuf:"bytes,4,opt,name=live_from,json=liveFrom,proto3" json:"live_from,omitempty"`
+	// Why live values could not be read; empty when they could.
+	LiveError string `protobuf:"bytes,5,opt,name=live_error,json=liveError,proto3" json:"live_error,omitempty"`
+	// Where the log came from, and whether it is simulated.
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Simulated     bool   `protobuf:"varint,7,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	TotalEvents   uint32 `protobuf:"varint,8,opt,name=total_events,json=totalEvents,proto3" json:"total_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyEventlogReply) Reset() {
+	*x = VerifyEventlogReply{}
+	mi := &file_proto_eventlog_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyEventlogReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyEventlogReply) ProtoMessage() {}
+
+func (x *VerifyEventlogReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_eventlog_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyEventlogReply.ProtoReflect.Descriptor instead.
+func (*VerifyEventlogReply) Descriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VerifyEventlogReply) GetVerified() bool {
+	if x != nil {
+		return x.Verified
+	}
+	return false
+}
+
+func (x *VerifyEventlogReply) GetRegisters() []*RegisterCheck {
+	if x != nil {
+		return x.Registers
+	}
+	return nil
+}
+
+func (x *VerifyEventlogReply) GetQuirks() []*Quirk {
+	if x != nil {
+		return x.Quirks
+	}
+	return nil
+}
+
+func (x *VerifyEventlogReply) GetLiveFrom() string {
+	if x != nil {
+		return x.LiveFrom
+	}
+	return ""
+}
+
+func (x *VerifyEventlogReply) GetLiveError() string {
+	if x != nil {
+		return x.LiveError
+	}
+	return ""
+}
+
+func (x *VerifyEventlogReply) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *VerifyEventlogReply) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
+}
+
+func (x *VerifyEventlogReply) GetTotalEvents() uint32 {
+	if x != nil {
+		return x.TotalEvents
+	}
+	return 0
+}
+
 var File_proto_eventlog_proto protoreflect.FileDescriptor
 
 const file_proto_eventlog_proto_rawDesc = "" +
@@ -386,7 +786,35 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\vfirst_event\x18\x06 \x01(\rR\n" +
 	"firstEvent\x12\x16\n" +
 	"\x06source\x18\a \x01(\tR\x06source\x12\x1c\n" +
-	"\tsimulated\x18\b \x01(\bR\tsimulated*.\n" +
+	"\tsimulated\x18\b \x01(\bR\tsimulated\"~\n" +
+	"\x15VerifyEventlogRequest\x12-\n" +
+	"\x0eeventlog_level\x18\x01 \x01(\x0e2\x06.LEVELR\reventlogLevel\x126\n" +
+	"\x11eventlog_category\x18\x02 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\"\x8c\x02\n" +
+	"\rRegisterCheck\x12\x1a\n" +
+	"\bregister\x18\x01 \x01(\tR\bregister\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\rR\x05index\x12\x1c\n" +
+	"\talgorithm\x18\x03 \x01(\tR\talgorithm\x12\x1a\n" +
+	"\breplayed\x18\x04 \x01(\tR\breplayed\x12\x12\n" +
+	"\x04live\x18\x05 \x01(\tR\x04live\x12(\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x10.REGISTER_STATUSR\x06status\x12\x16\n" +
+	"\x06events\x18\a \x01(\rR\x06events\x12\x12\n" +
+	"\x04note\x18\b \x01(\tR\x04note\x12%\n" +
+	"\x0ealtered_events\x18\t \x03(\rR\ralteredEvents\"q\n" +
+	"\x05Quirk\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bregister\x18\x02 \x01(\tR\bregister\x12\x16\n" +
+	"\x06events\x18\x03 \x03(\rR\x06events\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x94\x02\n" +
+	"\x13VerifyEventlogReply\x12\x1a\n" +
+	"\bverified\x18\x01 \x01(\bR\bverified\x12,\n" +
+	"\tregisters\x18\x02 \x03(\v2\x0e.RegisterCheckR\tregisters\x12\x1e\n" +
+	"\x06quirks\x18\x03 \x03(\v2\x06.QuirkR\x06quirks\x12\x1b\n" +
+	"\tlive_from\x18\x04 \x01(\tR\bliveFrom\x12\x1d\n" +
+	"\n" +
+	"live_error\x18\x05 \x01(\tR\tliveError\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x12\x1c\n" +
+	"\tsimulated\x18\a \x01(\bR\tsimulated\x12!\n" +
+	"\ftotal_events\x18\b \x01(\rR\vtotalEvents*.\n" +
 	"\bCATEGORY\x12\x10\n" +
 	"\fTDX_EVENTLOG\x10\x00\x12\x10\n" +
 	"\fTPM_EVENTLOG\x10\x01*\x1b\n" +
@@ -395,9 +823,15 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x04SAAS\x10\x01*$\n" +
 	"\x06FORMAT\x12\r\n" +
 	"\tCCNP_JSON\x10\x00\x12\v\n" +
-	"\aTCG_RAW\x10\x012C\n" +
+	"\aTCG_RAW\x10\x01*^\n" +
+	"\x0fREGISTER_STATUS\x12\x1f\n" +
+	"\x1bREGISTER_STATUS_UNSPECIFIED\x10\x00\x12\t\n" +
+	"\x05MATCH\x10\x01\x12\f\n" +
+	"\bMISMATCH\x10\x02\x12\x11\n" +
+	"\rNOT_AVAILABLE\x10\x032\x85\x01\n" +
 	"\bEventlog\x127\n" +
-	"\vGetEventlog\x12\x13.GetEventlogRequest\x1a\x11.GetEventlogReply\"\x00B9Z7github.com/ccnp-eventlog/ccnp-eventlog/proto;eventlogpbb\x06proto3"
+	"\vGetEventlog\x12\x13.GetEventlogRequest\x1a\x11.GetEventlogReply\"\x00\x12@\n" +
+	"\x0eVerifyEventlog\x12\x16.VerifyEventlogRequest\x1a\x14.VerifyEventlogReply\"\x00B9Z7github.com/ccnp-eventlog/ccnp-eventlog/proto;eventlogpbb\x06proto3"
 
 var (
 	file_proto_eventlog_proto_rawDescOnce sync.Once
@@ -411,27 +845,39 @@ func file_proto_eventlog_proto_rawDescGZIP() []byte {
 	return file_proto_eventlog_proto_rawDescData
 }
 
-var file_proto_eventlog_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_eventlog_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_proto_eventlog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_proto_eventlog_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_proto_eventlog_proto_goTypes = []any{
-	(CATEGORY)(0),              // 0: CATEGORY
-	(LEVEL)(0),                 // 1: LEVEL
-	(FORMAT)(0),                // 2: FORMAT
-	(*GetEventlogRequest)(nil), // 3: GetEventlogRequest
-	(*GetEventlogReply)(nil),   // 4: GetEventlogReply
+	(CATEGORY)(0),                 // 0: CATEGORY
+	(LEVEL)(0),                    // 1: LEVEL
+	(FORMAT)(0),                   // 2: FORMAT
+	(REGISTER_STATUS)(0),          // 3: REGISTER_STATUS
+	(*GetEventlogRequest)(nil),    // 4: GetEventlogRequest
+	(*GetEventlogReply)(nil),      // 5: GetEventlogReply
+	(*VerifyEventlogRequest)(nil), // 6: VerifyEventlogRequest
+	(*RegisterCheck)(nil),         // 7: RegisterCheck
+	(*Quirk)(nil),                 // 8: Quirk
+	(*VerifyEventlogReply)(nil),   // 9: VerifyEventlogReply
 }
 var file_proto_eventlog_proto_depIdxs = []int32{
-	1, // 0: GetEventlogRequest.eventlog_level:type_name -> LEVEL
-	0, // 1: GetEventlogRequest.eventlog_category:type_name -> CATEGORY
-	2, // 2: GetEventlogRequest.format:type_name -> FORMAT
-	2, // 3: GetEventlogReply.format:type_name -> FORMAT
-	3, // 4: Eventlog.GetEventlog:input_type -> GetEventlogRequest
-	4, // 5: Eventlog.GetEventlog:output_type -> GetEventlogReply
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1,  // 0: GetEventlogRequest.eventlog_level:type_name -> LEVEL
+	0,  // 1: GetEventlogRequest.eventlog_category:type_name -> CATEGORY
+	2,  // 2: GetEventlogRequest.format:type_name -> FORMAT
+	2,  // 3: GetEventlogReply.format:type_name -> FORMAT
+	1,  // 4: VerifyEventlogRequest.eventlog_level:type_name -> LEVEL
+	0,  // 5: VerifyEventlogRequest.eventlog_category:type_name -> CATEGORY
+	3,  // 6: RegisterCheck.status:type_name -> REGISTER_STATUS
+	7,  // 7: VerifyEventlogReply.registers:type_name -> RegisterCheck
+	8,  // 8: VerifyEventlogReply.quirks:type_name -> Quirk
+	4,  // 9: Eventlog.GetEventlog:input_type -> GetEventlogRequest
+	6,  // 10: Eventlog.VerifyEventlog:input_type -> VerifyEventlogRequest
+	5,  // 11: Eventlog.GetEventlog:output_type -> GetEventlogReply
+	9,  // 12: Eventlog.VerifyEventlog:output_type -> VerifyEventlogReply
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_proto_eventlog_proto_init() }
@@ -444,8 +890,8 @@ func file_proto_eventlog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_eventlog_proto_rawDesc), len(file_proto_eventlog_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   2,
+			NumEnums:      4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

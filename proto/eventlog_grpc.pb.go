@@ -27,7 +27,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Eventlog_GetEventlog_FullMethodName = "/Eventlog/GetEventlog"
+	Eventlog_GetEventlog_FullMethodName    = "/Eventlog/GetEventlog"
+	Eventlog_VerifyEventlog_FullMethodName = "/Eventlog/VerifyEventlog"
 )
 
 // EventlogClient is the client API for Eventlog service.
@@ -35,6 +36,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type EventlogClient interface {
 	GetEventlog(ctx context.Context, in *GetEventlogRequest, opts ...grpc.CallOption) (*GetEventlogReply, error)
+	// Replays a category's log and compares it with the node's live
+	// registers (RTMRs, PCRs).
+	VerifyEventlog(ctx context.Context, in *VerifyEventlogRequest, opts ...grpc.CallOption) (*VerifyEventlogReply, error)
 }
 
 type eventlogClient struct {
@@ -55,11 +59,24 @@ func (c *eventlogClient) GetEventlog(ctx context.Context, in *GetEventlogRequest
 	return out, nil
 }
 
+func (c *eventlogClient) VerifyEventlog(ctx context.Context, in *VerifyEventlogRequest, opts ...grpc.CallOption) (*VerifyEventlogReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyEventlogReply)
+	err := c.cc.Invoke(ctx, Eventlog_VerifyEventlog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventlogServer is the server API for Eventlog service.
 // All implementations must embed UnimplementedEventlogServer
 // for forward compatibility.
 type EventlogServer interface {
 	GetEventlog(context.Context, *GetEventlogRequest) (*GetEventlogReply, error)
+	// Replays a category's log and compares it with the node's live
+	// registers (RTMRs, PCRs).
+	VerifyEventlog(context.Context, *VerifyEventlogRequest) (*VerifyEventlogReply, error)
 	mustEmbedUnimplementedEventlogServer()
 }
 
@@ -72,6 +89,9 @@ type UnimplementedEventlogServer struct{}
 
 func (UnimplementedEventlogServer) GetEventlog(context.Context, *GetEventlogRequest) (*GetEventlogReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEventlog not implemented")
+}
+func (UnimplementedEventlogServer) VerifyEventlog(context.Context, *VerifyEventlogRequest) (*VerifyEventlogReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyEventlog not implemented")
 }
 func (UnimplementedEventlogServer) mustEmbedUnimplementedEventlogServer() {}
 func (UnimplementedEventlogServer) testEmbeddedByValue()                  {}
@@ -112,6 +132,24 @@ func _Eventlog_GetEventlog_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Eventlog_VerifyEventlog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyEventlogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventlogServer).VerifyEventlog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Eventlog_VerifyEventlog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventlogServer).VerifyEventlog(ctx, req.(*VerifyEventlogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Eventlog_ServiceDesc is the grpc.ServiceDesc for Eventlog service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -122,6 +160,10 @@ var Eventlog_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEventlog",
 			Handler:    _Eventlog_GetEventlog_Handler,
+		},
+		{
+			MethodName: "VerifyEventlog",
+			Handler:    _Eventlog_VerifyEventlog_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

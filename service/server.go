@@ -70,6 +70,13 @@ func (s *Service) logRequests(ctx context.Context, req any, info *grpc.UnaryServ
 		if reply, ok := resp.(*eventlogpb.GetEventlogReply); ok && err == nil {
 			attrs = append(attrs, slog.Int("events", int(reply.EventCount)), slog.String("file", reply.EventlogDataLoc))
 		}
+	case *eventlogpb.VerifyEventlogRequest:
+		attrs = append(attrs,
+			slog.String("eventlog_level", r.EventlogLevel.String()),
+			slog.String("eventlog_category", r.EventlogCategory.String()))
+		if reply, ok := resp.(*eventlogpb.VerifyEventlogReply); ok && err == nil {
+			attrs = append(attrs, slog.Bool("verified", reply.Verified))
+		}
 	case *healthpb.HealthCheckRequest:
 		level = slog.LevelDebug // probes every few seconds
 	}

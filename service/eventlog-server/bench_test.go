@@ -34,14 +34,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type benchServer struct {
+type serverProcess struct {
 	cmd    *exec.Cmd
 	socket string
+	outDir string
 }
 
-// startBenchServer starts a server on simulated hardware; flags are
-// EVENTLOG_* environment variables.
-func startBenchServer(b *testing.B, env ...string) *benchServer {
+// startServer starts a server process, on simulated hardware unless env
+// says otherwise; its flags are EVENTLOG_* environment variables.
+func startServer(b testing.TB, env ...string) *serverProcess {
 	b.Helper()
 	// The output directory is tmpfs in production (/run): use tmpfs here too.
 	tmp := "/dev/shm"
@@ -53,12 +54,12 @@ func startBenchServer(b *testing.B, env ...string) *benchServer {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	s := &benchServer{socket: filepath.Join(dir, "eventlog.sock")}
+	s := &serverProcess{socket: filepath.Join(dir, "eventlog.sock"), outDir: filepath.Join(dir, "out")}
 	s.cmd = exec.Command(os.Args[0])
 	s.cmd.Env = append(os.Environ(), benchServerEnv+"=1",
 		"EVENTLOG_HWSOURCE=simulated",
 		"EVENTLOG_SOCKET="+s.socket,
-		"EVENTLOG_OUTPUT_DIR="+filepath.Join(dir, "out"))
+		"EVENTLOG_OUTPUT_DIR="+s.outDir)
 	s.cmd.Env = append(s.cmd.Env, env...)
 	// Request logging stays on, as in production; its lines go nowhere
 	// unless BENCH_SERVER_STDERR names a file for them (with
@@ -85,7 +86,7 @@ func startBenchServer(b *testing.B, env ...string) *benchServer {
 }
 
 // peakRSS reads the server's high-water resident set size, in bytes.
-func (s *benchServer) peakRSS(b *testing.B) int64 {
+func (s *serverProcess) peakRSS(b *testing.B) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
@@ -105,7 +106,7 @@ func (s *benchServer) peakRSS(b *testing.B) int64 {
 	return 0
 }
 
-func (s *benchServer) clients(b *testing.B, n int) []eventlogpb.EventlogClient {
+func (s *serverProcess) clients(b *testing.B, n int) []eventlogpb.EventlogClient {
 	cs := make([]eventlogpb.EventlogClient, n)
 	for i := range cs {
 		conn, err := grpc.NewClient("unix://"+s.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -163,7 +164,7 @@ func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client
 // BenchmarkGetEventlog: the full log and a 5-event slice of a 300-event
 // simulated TDX log, with 1 and 8 clients.
 func BenchmarkGetEventlog(b *testing.B) {
-	s := startBenchServer(b, "EVENTLOG_SIM_TDX_EVENTS=300", "EVENTLOG_SIM_AREA_SIZE=262144")
+	s := startServer(b, "EVENTLOG_SIM_TDX_EVENTS=300", "EVENTLOG_SIM_AREA_SIZE=262144")
 	for _, slice := range []struct {
 		name         string
 		start, count int32
@@ -184,7 +185,7 @@ func BenchmarkGetEventlog(b *testing.B) {
 // directory fills and the server answers RESOURCE_EXHAUSTED, as designed.
 func BenchmarkMemory100Clients(b *testing.B) {
 	const events = 5000
-	s := startBenchServer(b, "EVENTLOG_SIM_TDX_EVENTS="+strconv.Itoa(events), "EVENTLOG_SIM_AREA_SIZE=1048576",
+	s := startServer(b, "EVENTLOG_SIM_TDX_EVENTS="+strconv.Itoa(events), "EVENTLOG_SIM_AREA_SIZE=1048576",
 		"EVENTLOG_MIN_FILE_LIFETIME=1s", "EVENTLOG_MAX_FILE_AGE=5s", "EVENTLOG_MAX_DIR_BYTES=1073741824")
 	rngs := make([]*rand.Rand, 100)
 	for i := range rngs {

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+)
+
+// The client subcommands talk to a running server over its socket like any
+// other client, for people without grpcurl.
+func init() {
+	commands["get"] = command{"fetch an event log from a server: print its file's path, or its events", runGet}
+	commands["verify"] = command{"compare a server's log with the node's live registers (exit 1 on mismatch)", runVerify}
+}
+
+// clientFlags are the flags every client subcommand has.
+type clientFlags struct {
+	socket   string
+	level    string
+	category string
+	timeout  time.Duration
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.socket, "socket", defaultSocket, "Unix socket of the server")
+	fs.StringVar(&c.level, "level", "paas", "paas (the platform's log) or saas (the calling container's)")
+	fs.StringVar(&c.category, "category", "tdx", "tdx (RTMR log from CCEL) or tpm")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the server")
+}
+
+func (c *clientFlags) parse() (eventlogpb.LEVEL, eventlogpb.CATEGORY, error) {
+	level, ok := parseEnum(c.level, eventlogpb.LEVEL_value, "")
+	if !ok {
+		return 0, 0, fmt.Errorf("--level must be paas or saas, not %q", c.level)
+	}
+	cat, ok := parseEnum(c.category, eventlogpb.CATEGORY_value, "_EVENTLOG")
+	if !ok {
+		return 0, 0, fmt.Errorf("--category must be tdx or tpm, not %q", c.category)
+	}
+	return eventlogpb.LEVEL(level), eventlogpb.CATEGORY(cat), nil
+}
+
+// parseEnum accepts an enum value's name in any case, with or without its
+// suffix ("tdx" for TDX_EVENTLOG), or its number.
+func parseEnum(s string, values map[string]int32, suffix string) (int32, bool) {
+	if n, err := strconv.Atoi(s); err == nil {
+		for _, v := range values {
+			if v == int32(n) {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	s = strings.ToUpper(s)
+	if v, ok := values[s]; ok {
+		return v, true
+	}
+	v, ok := values[s+suffix]
+	return v, ok
+}
+
+func (c *clientFlags) dial() (eventlogpb.EventlogClient, func(), error) {
+	conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return eventlogpb.NewEventlogClient(conn), func() { conn.Close() }, nil
+}
+
+// clientError prints a gRPC error as its code and message, on one line.
+func clientError(cmd string, err error) int {
+	if st, ok := status.FromError(err); ok {
+		fmt.Fprintf(os.Stderr, "%s: %s: %s\n", cmd, st.Code(), st.Message())
+	} else {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
+	}
+	return 1
+}
+
+func runGet(args []string) int { return get(args, os.Stdout) }
+
+func get(args []string, stdout io.Writer) int {
+	fs := newFlagSet("get", "eventlog-server get [flags]")
+	var c clientFlags
+	c.register(fs)
+	start := fs.Int("start", 0, "number of the first event (0 and 1 both mean the first; the Spec ID header is event 0)")
+	count := fs.Int("count", 0, "at most this many events (0: all the rest)")
+	format := fs.String("format", "json", "format of the file the server writes: json (CCNP JSON) or raw (TCG binary)")
+	output := fs.String("o", "path", "what to print: path (of the returned file), table or json (the events, decoded here)")
+	if err := parseFlags(fs, args); err != nil {
+		return usageError(err)
+	}
+	level, cat, err := c.parse()
+	if err != nil {
+		return usageError(err)
+	}
+	f, ok := map[string]eventlogpb.FORMAT{"json": eventlogpb.FORMAT_CCNP_JSON, "raw": eventlogpb.FORMAT_TCG_RAW}[*format]
+	if !ok {
+		return usageError(fmt.Errorf("--format must be json or raw, not %q", *format))
+	}
+	if *output != "path" {
+		f = eventlogpb.FORMAT_TCG_RAW // decoded here from the exact bytes
+	}
+	client, closeConn, err := c.dial()
+	if err != nil {
+		return clientError("get", err)
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	reply, err := client.GetEventlog(ctx, &eventlogpb.GetEventlogRequest{
+		EventlogLevel: level, EventlogCategory: cat, StartPosition: int32(*start), Count: int32(*count), Format: f,
+	})
+	if err != nil {
+		return clientError("get", err)
+	}
+	switch *output {
+	case "path":
+		fmt.Fprintln(stdout, reply.EventlogDataLoc)
+		return 0
+	case "table", "json":
+		return printEvents(stdout, reply, cat, *output)
+	}
+	return usageError(fmt.Errorf("-o must be path, table or json, not %q", *output))
+}
+
+func usageError(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "eventlog-server:", err)
+	return 2
+}
+
+func kindOf(cat eventlogpb.CATEGORY) eventlog.Kind {
+	if cat == eventlogpb.CATEGORY_TDX_EVENTLOG {
+		return eventlog.TDX
+	}
+	return eventlog.TPM
+}
+
+// printEvents decodes the raw file the server returned and prints its events.
+func printEvents(w io.Writer, reply *eventlogpb.GetEventlogReply, cat eventlogpb.CATEGORY, output string) int {
+	b, err := os.ReadFile(reply.EventlogDataLoc)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "get:", err)
+		return 1
+	}
+	l, err := eventlog.Parse(b)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "get: %s: %v\n", reply.EventlogDataLoc, err)
+		return 1
+	}
+	// The file is a log of its own, numbered from 1: give the events back
+	// their numbers in the node's log.
+	for i := range l.Events {
+		l.Events[i].Num += int(reply.FirstEvent) - 1
+	}
+	kind := kindOf(cat)
+	if output == "json" {
+		w.Write(eventlog.AppendCCNPJSON(nil, l, l.Events, eventlog.JSONOptions{Kind: kind}))
+		return 0
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EVENT\tREGISTER\tTYPE\tSIZE\tDIGEST")
+	for _, e := range l.Events {
+		digest := ""
+		if len(e.Digests) > 0 {
+			d := e.Digests[len(e.Digests)-1]
+			digest = d.Alg.String() + ":" + shortHex(d.Value)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", e.Num, kind.RegisterName(e.Index), e.Type, len(e.Data), digest)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d of %d events, from %s\n", reply.EventCount, reply.TotalEvents, reply.Source)
+	return 0
+}
+
+func shortHex(b []byte) string {
+	const keep = 8
+	if len(b) <= 2*keep {
+		return fmt.Sprintf("%x", b)
+	}
+	return fmt.Sprintf("%x…%x", b[:keep], b[len(b)-keep:])
+}
+
+// Exit statuses of verify.
+const (
+	verifyOK           = 0
+	verifyMismatch     = 1
+	verifyNotAvailable = 3 // nothing contradicts the log, but nothing could be compared either
+)
+
+func runVerify(args []string) int { return verifyCmd(args, os.Stdout) }
+
+func verifyCmd(args []string, stdout io.Writer) int {
+	fs := newFlagSet("verify", "eventlog-server verify [flags]")
+	var c clientFlags
+	c.register(fs)
+	output := fs.String("o", "table", "table or json")
+	if err := parseFlags(fs, args); err != nil {
+		return usageError(err)
+	}
+	level, cat, err := c.parse()
+	if err != nil {
+		return usageError(err)
+	}
+	if *output != "table" && *output != "json" {
+		return usageError(fmt.Errorf("-o must be table or json, not %q", *output))
+	}
+	client, closeConn, err := c.dial()
+	if err != nil {
+		return clientError("verify", err)
+	}
+	defer closeConn()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	reply, err := client.VerifyEventlog(ctx, &eventlogpb.VerifyEventlogRequest{EventlogLevel: level, EventlogCategory: cat})
+	if err != nil {
+		return clientError("verify", err)
+	}
+	if *output == "json" {
+		fmt.Fprintln(stdout, protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Format(reply))
+	} else {
+		printVerify(stdout, cat, reply)
+	}
+	return verifyStatus(reply)
+}
+
+func verifyStatus(r *eventlogpb.VerifyEventlogReply) int {
+	for _, reg := range r.Registers {
+		if reg.Status == eventlogpb.REGISTER_STATUS_MISMATCH {
+			return verifyMismatch
+		}
+	}
+	if !r.Verified {
+		return verifyNotAvailable
+	}
+	return verifyOK
+}
+
+func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEventlogReply) {
+	fmt.Fprintf(w, "%s log: %s, %d events\n", kindOf(cat), r.Source, r.TotalEvents)
+	if r.LiveError != "" {
+		fmt.Fprintf(w, "live registers: not available: %s\n", r.LiveError)
+	} else {
+		fmt.Fprintf(w, "live registers: %s\n", r.LiveFrom)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGISTER\tALG\tEVENTS\tSTATUS\tREPLAYED\tLIVE")
+	for _, reg := range r.Registers {
+		live := "-"
+		if reg.Live != "" {
+			live = shortHexString(reg.Live)
+		}
+		status := strings.ReplaceAll(reg.Status.String(), "_", " ")
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", reg.Register, reg.Algorithm, reg.Events, status, shortHexString(reg.Replayed), live)
+	}
+	tw.Flush()
+	for _, reg := range r.Registers {
+		if reg.Status == eventlogpb.REGISTER_STATUS_MISMATCH {
+			fmt.Fprintf(w, "%s %s: %s\n", reg.Register, reg.Algorithm, reg.Note)
+		}
+	}
+	for _, q := range r.Quirks {
+		fmt.Fprintf(w, "quirk %s (%s", q.Name, q.Register)
+		if len(q.Events) > 0 {
+			fmt.Fprintf(w, ", events %s", strings.Trim(fmt.Sprint(q.Events), "[]"))
+		}
+		fmt.Fprintf(w, "): %s\n", q.Description)
+	}
+	switch verifyStatus(r) {
+	case verifyOK:
+		fmt.Fprintln(w, "verified: every register matches the log")
+	case verifyMismatch:
+		fmt.Fprintln(w, "NOT VERIFIED: the log does not explain every register")
+	default:
+		fmt.Fprintln(w, "not verified: live registers could not be compared")
+	}
+}
+
+func shortHexString(h string) string {
+	if len(h) <= 32 {
+		return h
+	}
+	return h[:16] + "…" + h[len(h)-16:]
+}

@@ -1,0 +1,82 @@
+package service
+
+import (
+	"context"
+	"encoding/hex"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+	"github.com/ccnp-eventlog/ccnp-eventlog/verify"
+)
+
+// VerifyEventlog implements the Eventlog service: it replays the category's
+// log and compares the result with the live registers. Live values are read
+// on every call; only the log is cached.
+func (s *Service) VerifyEventlog(ctx context.Context, req *eventlogpb.VerifyEventlogRequest) (*eventlogpb.VerifyEventlogReply, error) {
+	reply, err := s.verifyEventlog(ctx, req)
+	return reply, toStatus(err)
+}
+
+func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEventlogRequest) (*eventlogpb.VerifyEventlogReply, error) {
+	if err := validate(&eventlogpb.GetEventlogRequest{EventlogLevel: req.EventlogLevel, EventlogCategory: req.EventlogCategory}); err != nil {
+		return nil, err
+	}
+	if req.EventlogLevel != eventlogpb.LEVEL_PAAS {
+		return nil, status.Error(codes.InvalidArgument, "verify compares the platform (PAAS) log with the registers; a container's own events explain only part of a register")
+	}
+	cache := s.logs[req.EventlogCategory]
+	if cache == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source (its start-up log says why)", req.EventlogCategory)
+	}
+	p, err := cache.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live, liveErr := cache.src.Registers(ctx)
+	report, err := verify.Check(p.log, cache.src.Kind(), live, liveErr)
+	if err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "cannot replay the log: %v", err)
+	}
+	reply := &eventlogpb.VerifyEventlogReply{
+		Verified:    report.Verified(),
+		LiveFrom:    cache.src.RegistersFrom(),
+		Source:      cache.src.Name(),
+		Simulated:   cache.src.Simulated(),
+		TotalEvents: uint32(len(p.log.Events)),
+	}
+	if liveErr != nil {
+		reply.LiveError = liveErr.Error()
+	}
+	for _, r := range report.Registers {
+		check := &eventlogpb.RegisterCheck{
+			Register:  r.Name,
+			Index:     r.Index,
+			Algorithm: r.Alg.String(),
+			Replayed:  hex.EncodeToString(r.Replayed),
+			Live:      hex.EncodeToString(r.Live),
+			Status:    registerStatus[r.Status],
+			Events:    uint32(r.Events),
+			Note:      r.Note,
+		}
+		for _, n := range r.Altered {
+			check.AlteredEvents = append(check.AlteredEvents, uint32(n))
+		}
+		reply.Registers = append(reply.Registers, check)
+	}
+	for _, q := range report.Quirks {
+		pq := &eventlogpb.Quirk{Name: q.Name, Register: q.Register, Description: q.Description}
+		for _, n := range q.Events {
+			pq.Events = append(pq.Events, uint32(n))
+		}
+		reply.Quirks = append(reply.Quirks, pq)
+	}
+	return reply, nil
+}
+
+var registerStatus = map[verify.Status]eventlogpb.REGISTER_STATUS{
+	verify.Match:        eventlogpb.REGISTER_STATUS_MATCH,
+	verify.Mismatch:     eventlogpb.REGISTER_STATUS_MISMATCH,
+	verify.NotAvailable: eventlogpb.REGISTER_STATUS_NOT_AVAILABLE,
+}
