@@ -251,10 +251,3 @@ func (d *outDir) sweep() {
 	d.mu.Unlock()
 	d.remove(old)
 }
-
-// usage reports the bytes and number of files the server holds in the directory.
-func (d *outDir) usage() (int64, int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.total, len(d.files)
-}
