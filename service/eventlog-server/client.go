@@ -75,7 +75,7 @@ func parseEnum(s string, values map[string]int32, suffix string) (int32, bool) {
 }
 
 func (c *clientFlags) dial() (eventlogpb.EventlogClient, func(), error) {
-	conn, err := grpc.NewClient("unix://"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix:"+c.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, nil, err
 	}
