@@ -1,0 +1,99 @@
+package runtimelog
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+)
+
+// Verdict is what the live register says of a log's runtime records.
+type Verdict int
+
+const (
+	// InSync: the register holds the replay of the whole log.
+	InSync Verdict = iota
+	// LastNotExtended: the register holds the replay of the log without its
+	// last record, which was appended but not extended: extend it now.
+	LastNotExtended
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case InSync:
+		return "in sync"
+	case LastNotExtended:
+		return "last record not extended"
+	}
+	return fmt.Sprintf("Verdict(%d)", int(v))
+}
+
+// MismatchError says the live register holds neither the replay of the log
+// nor the replay without its last record: something else extended the
+// register, or the log was changed.
+type MismatchError struct {
+	Register    string // "RTMR3", "PCR23"
+	Alg         eventlog.Alg
+	Records     int    // runtime records in the log
+	Live        []byte // the register's live value
+	All         []byte // the replay with every record
+	WithoutLast []byte // the replay without the last record; nil without records
+}
+
+func (e *MismatchError) Error() string {
+	msg := fmt.Sprintf("live %s %s is %x, but the log with its %d runtime records replays to %x", e.Register, e.Alg, e.Live, e.Records, e.All)
+	if e.WithoutLast != nil {
+		msg += fmt.Sprintf(" and without the last one to %x", e.WithoutLast)
+	}
+	return msg + ": something other than this server extended the register, or the runtime log was changed; not guessing which"
+}
+
+// Reconcile compares the live value of register index with the log l, whose
+// last `records` events are the runtime log's records (the events before
+// them are the boot log's). It compares every bank of the log's algorithms.
+func Reconcile(l *eventlog.Log, kind eventlog.Kind, index uint32, records int, live eventlog.Bank) (Verdict, error) {
+	if records < 0 || records > len(l.Events) {
+		return 0, fmt.Errorf("%d runtime records in a log of %d events", records, len(l.Events))
+	}
+	all, err := eventlog.Replay(l)
+	if err != nil {
+		return 0, err
+	}
+	var without eventlog.Bank
+	if records > 0 {
+		short := *l
+		short.Events = l.Events[:len(l.Events)-1]
+		if without, err = eventlog.Replay(&short); err != nil {
+			return 0, err
+		}
+	}
+	verdict := InSync
+	for i, alg := range l.Algs() {
+		lv := live.Get(alg, index)
+		if lv == nil {
+			return 0, fmt.Errorf("the live %s %s bank was not read: cannot check the runtime log against it", kind.RegisterName(index), alg)
+		}
+		a := valueOrZero(all, alg, index)
+		switch {
+		case bytes.Equal(lv, a) && (i == 0 || verdict == InSync):
+		case without != nil && bytes.Equal(lv, valueOrZero(without, alg, index)) && (i == 0 || verdict == LastNotExtended):
+			verdict = LastNotExtended
+		default:
+			e := &MismatchError{Register: kind.RegisterName(index), Alg: alg, Records: records, Live: lv, All: a}
+			if without != nil {
+				e.WithoutLast = valueOrZero(without, alg, index)
+			}
+			return 0, e
+		}
+	}
+	return verdict, nil
+}
+
+// valueOrZero is a replayed register, or its reset value (zeros) when no
+// event extends it.
+func valueOrZero(b eventlog.Bank, alg eventlog.Alg, index uint32) []byte {
+	if v := b.Get(alg, index); v != nil {
+		return v
+	}
+	return make([]byte, alg.Size())
+}
