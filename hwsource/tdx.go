@@ -53,11 +53,13 @@ type ccelFiles struct{ table, data string }
 type tdxSource struct {
 	files []ccelFiles // in order of preference
 	rtmrs string
+	root  string
 }
 
 // NewTDX returns the real TDX source: the CCEL table and log area under root
 // (sysfs first, then the staged copies), and the live RTMRs from the
-// tdx_guest driver. An empty root is "/".
+// tdx_guest driver, through which it also extends them (it is an Extender).
+// An empty root is "/".
 func NewTDX(root string) Source {
 	return &tdxSource{
 		files: []ccelFiles{
@@ -65,6 +67,7 @@ func NewTDX(root string) Source {
 			{hostPath(root, StagedCCELTablePath), hostPath(root, StagedCCELDataPath)},
 		},
 		rtmrs: hostPath(root, RTMRDir),
+		root:  root,
 	}
 }
 

@@ -31,17 +31,20 @@ const (
 type tpmSource struct {
 	logs    []string // in order of preference
 	devices []string
+	root    string
 }
 
 // NewTPM returns the real TPM source: the event log from securityfs under root
 // (or its staged copy) and live PCRs read with go-tpm through root/dev/tpmrm0,
 // else root/dev/tpm0. A Unix socket at either device path is used as a TPM
 // reached over a socket (swtpm, or the simulator's TPM.Serve), which is how
-// the real code path runs without TPM hardware. An empty root is "/".
+// the real code path runs without TPM hardware. It is an Extender: PCRs are
+// extended through the same device. An empty root is "/".
 func NewTPM(root string) Source {
 	return &tpmSource{
 		logs:    []string{hostPath(root, TPMLogPath), hostPath(root, StagedTPMLogPath)},
 		devices: []string{hostPath(root, TPMDevicePath), hostPath(root, RawTPMDevicePath)},
+		root:    root,
 	}
 }
 
