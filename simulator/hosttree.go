@@ -3,6 +3,7 @@ package simulator
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,9 @@ type HostConfig struct {
 	// TDXLive also writes the tdx_guest driver's RTMR files, so the real
 	// TDX backend finds live registers in the tree.
 	TDXLive bool
+	// BootID is written as the kernel's boot ID; empty: a random one, as a
+	// new tree is a new boot.
+	BootID string
 }
 
 // ExpectedRegisters is the content of expected-registers.json: per category,
@@ -48,6 +52,7 @@ type ExpectedRegisters struct {
 //	sys/firmware/acpi/tables/data/CCEL                 CCEL log area
 //	sys/class/misc/tdx_guest/measurements/rtmrN:sha384 live RTMRs (TDXLive)
 //	sys/kernel/security/tpm0/binary_bios_measurements  TPM log
+//	proc/sys/kernel/random/boot_id                     the kernel's boot ID
 //	expected-registers.json                            ExpectedRegisters
 //
 // The tree has no TPM device: the TPM's expected registers come from the
@@ -66,10 +71,15 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 	}
 	defer tpm.Close()
 
+	bootID := cfg.BootID
+	if bootID == "" {
+		bootID = randomUUID()
+	}
 	files := map[string][]byte{
 		hwsource.CCELTablePath: tdx.Table(),
 		hwsource.CCELDataPath:  tdx.Area(),
 		hwsource.TPMLogPath:    tpm.log,
+		hwsource.BootIDPath:    []byte(bootID + "\n"),
 	}
 	rtmrs, _ := tdx.Registers(ctx)
 	if cfg.TDXLive {
@@ -106,6 +116,16 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 		}
 	}
 	return &exp, nil
+}
+
+// randomUUID returns a random version-4 UUID, the form of the kernel's boot ID.
+func randomUUID() string {
+	var u [16]byte
+	rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	h := hex.EncodeToString(u[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // expected lists the live value of every register the log extends, after

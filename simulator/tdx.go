@@ -9,10 +9,18 @@ package simulator
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
@@ -38,20 +46,30 @@ type TDXConfig struct {
 	// AreaSize is the size of the CCEL log area; 0 means DefaultAreaSize.
 	// The log must fit in it.
 	AreaSize int
+	// StateFile, when set, keeps the RTMRs in a file, as a real TD keeps
+	// them while servers on it come and go: a TDX opened on the file of an
+	// earlier one with the same log resumes its registers and boot ID,
+	// including every extend made through it. A file written for another
+	// log (another seed or size) is a new boot. Without a file every TDX is
+	// a new boot.
+	StateFile string
 }
 
-var _ hwsource.Source = (*TDX)(nil)
+var _ hwsource.Extender = (*TDX)(nil)
 
 // TDX is a simulated TD: a TDVF-like boot log in a CCEL log area, the CCEL
-// table pointing at it, and the RTMRs the TDX module holds after the boot.
-// It is immutable, so safe for concurrent use.
+// table pointing at it, and RTMRs that start as the TDX module leaves them
+// after the boot and can be extended. Safe for concurrent use.
 type TDX struct {
 	cfg   TDXConfig
 	table []byte
 	area  []byte
 	used  int
 	lasa  uint64
-	rtmrs eventlog.Bank
+
+	mu     sync.RWMutex
+	rtmrs  eventlog.Bank
+	bootID string
 }
 
 // rtmrSize is the size of an RTMR: a SHA-384 digest.
@@ -121,7 +139,104 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 	for i := range rtmr {
 		t.rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), slices.Clone(rtmr[i][:]))
 	}
+	if err := t.power(); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// tdxState is the content of TDXConfig.StateFile.
+type tdxState struct {
+	// LogSHA256 identifies the boot log the registers belong to.
+	LogSHA256 string `json:"log_sha256"`
+	BootID    string `json:"boot_id"`
+	// RTMRs are RTMR0..3 in hex.
+	RTMRs [4]string `json:"rtmrs"`
+}
+
+// power starts the TD: a new boot with the boot values computed by NewTDX,
+// or, with a state file of the same log, the registers it holds.
+func (t *TDX) power() error {
+	logSum := sha256.Sum256(t.Log())
+	if t.cfg.StateFile != "" {
+		b, err := os.ReadFile(t.cfg.StateFile)
+		switch {
+		case err == nil:
+			var st tdxState
+			if err := json.Unmarshal(b, &st); err != nil {
+				return fmt.Errorf("simulated TDX state %s: %w (remove it to power the simulated TD on afresh)", t.cfg.StateFile, err)
+			}
+			if st.LogSHA256 == hex.EncodeToString(logSum[:]) {
+				rtmrs := eventlog.Bank{}
+				for i, h := range st.RTMRs {
+					v, err := hex.DecodeString(h)
+					if err != nil || len(v) != rtmrSize || st.BootID == "" {
+						return fmt.Errorf("simulated TDX state %s: RTMR%d is %q, not %d bytes of hex (remove the file to power the simulated TD on afresh)", t.cfg.StateFile, i, h, rtmrSize)
+					}
+					rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), v)
+				}
+				t.rtmrs, t.bootID = rtmrs, st.BootID
+				return nil
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("simulated TDX state: %w", err)
+		}
+	}
+	id := make([]byte, 16)
+	rand.Read(id)
+	t.bootID = "simulated-tdx-" + hex.EncodeToString(id)
+	return t.save(t.rtmrs)
+}
+
+// save writes the registers to the state file, if any, atomically and
+// durably: a simulated extend is as final as a real one once it returns.
+func (t *TDX) save(rtmrs eventlog.Bank) error {
+	if t.cfg.StateFile == "" {
+		return nil
+	}
+	logSum := sha256.Sum256(t.Log())
+	st := tdxState{LogSHA256: hex.EncodeToString(logSum[:]), BootID: t.bootID}
+	for i := range st.RTMRs {
+		st.RTMRs[i] = hex.EncodeToString(rtmrs.Get(eventlog.AlgSHA384, uint32(i+1)))
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(t.cfg.StateFile, append(b, '\n')); err != nil {
+		return fmt.Errorf("simulated TDX state: %w", err)
+	}
+	return nil
+}
+
+// writeFileSync replaces path with content: temp file, fsync, rename, fsync
+// of the directory.
+func writeFileSync(path string, content []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // ccMRIndex maps a PC Client PCR to the CC measurement register TDVF logs it
@@ -141,6 +256,9 @@ func ccMRIndex(pcr uint32) (uint32, error) {
 
 // Name says what is simulated.
 func (t *TDX) Name() string {
+	if t.cfg.StateFile != "" {
+		return fmt.Sprintf("simulated TDX (seed %d, %d events, RTMRs kept in %s)", t.cfg.Seed, t.cfg.Events, t.cfg.StateFile)
+	}
 	return fmt.Sprintf("simulated TDX (seed %d, %d events)", t.cfg.Seed, t.cfg.Events)
 }
 
@@ -162,13 +280,52 @@ func (t *TDX) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
 	return hwsource.RawLog{Data: slices.Clone(t.area), Area: true, Address: t.lasa}, nil
 }
 
-// Registers returns RTMR0..3 as the TDX module holds them after the boot
-// (an RTMR the log does not extend is zero), keyed by CC MR index 1..4.
+// Registers returns RTMR0..3 as the TDX module holds them: their values
+// after the boot (an RTMR the log does not extend is zero) extended by every
+// Extend since, keyed by CC MR index 1..4.
 func (t *TDX) Registers(ctx context.Context) (eventlog.Bank, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	return cloneBank(t.rtmrs), nil
+}
+
+// Extend extends an RTMR as TDG.MR.RTMR.EXTEND does: RTMR = SHA-384(RTMR ||
+// digest), for CC MR index 1..4 (RTMR0..3) and one SHA-384 digest. With a
+// state file the new value is durable when Extend returns.
+func (t *TDX) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if index < 1 || index > 4 {
+		return fmt.Errorf("simulated TDX: CC MR index %d is not an RTMR (1..4 are RTMR0..3)", index)
+	}
+	if len(digests) != 1 || digests[0].Alg != eventlog.AlgSHA384 || len(digests[0].Value) != rtmrSize {
+		return fmt.Errorf("simulated TDX: an RTMR extend takes one %d-byte SHA-384 digest", rtmrSize)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := sha512.New384()
+	h.Write(t.rtmrs.Get(eventlog.AlgSHA384, index))
+	h.Write(digests[0].Value)
+	next := cloneBank(t.rtmrs)
+	next.Set(eventlog.AlgSHA384, index, h.Sum(nil))
+	if err := t.save(next); err != nil {
+		return err
+	}
+	t.rtmrs = next
+	return nil
+}
+
+// BootID names the simulated TD's boot: new for every TDX, kept in the
+// state file across processes.
+func (t *TDX) BootID(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return t.bootID, nil
 }
 
 // Table returns the CCEL table: what /sys/firmware/acpi/tables/CCEL holds.

@@ -3,7 +3,9 @@ package simulator
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -55,8 +57,8 @@ var simulatorOpen atomic.Bool
 var ErrNoCgo = errors.New("the simulated TPM needs a binary built with cgo (CGO_ENABLED=1 and the OpenSSL headers, libssl-dev): the go-tpm-tools simulator is C; this binary was built without cgo")
 
 var (
-	_ hwsource.Source = (*TPM)(nil)
-	_ transport.TPM   = (*TPM)(nil)
+	_ hwsource.Extender = (*TPM)(nil)
+	_ transport.TPM     = (*TPM)(nil)
 )
 
 // TPM is a simulated TPM machine: a synthetic crypto-agile boot log, every
@@ -64,8 +66,9 @@ var (
 // PCRs are read back from the simulator through hwsource.ReadPCRs, as from a
 // real TPM. Safe for concurrent use: commands to the simulator are serialized.
 type TPM struct {
-	cfg TPMConfig
-	log []byte
+	cfg    TPMConfig
+	log    []byte
+	bootID string
 
 	mu  sync.Mutex
 	sim *gotpmsim.Simulator // nil once closed
@@ -101,7 +104,9 @@ func NewTPM(cfg TPMConfig) (*TPM, error) {
 		simulatorOpen.Store(false)
 		return nil, fmt.Errorf("simulated TPM: start the go-tpm-tools simulator: %w", err)
 	}
-	t := &TPM{cfg: cfg, log: log, sim: sim}
+	id := make([]byte, 16)
+	rand.Read(id)
+	t := &TPM{cfg: cfg, log: log, sim: sim, bootID: "simulated-tpm-" + hex.EncodeToString(id)}
 	if err := t.boot(steps); err != nil {
 		t.Close()
 		return nil, err
@@ -188,6 +193,29 @@ func (t *TPM) Registers(ctx context.Context) (eventlog.Bank, error) {
 	}
 	// The lock is held for the whole read: the PCRs are one snapshot.
 	return hwsource.ReadPCRs(transport.FromReadWriter(t.sim), tpmAlgs, hwsource.PCClientPCRs)
+}
+
+// Extend extends a PCR with TPM2_PCR_Extend on the simulator.
+func (t *TPM) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.sim == nil {
+		return errors.New("the simulated TPM is closed")
+	}
+	return hwsource.ExtendPCR(transport.FromReadWriter(t.sim), index, digests)
+}
+
+// BootID names this simulated TPM's power cycle. The go-tpm-tools simulator
+// lives in the process, so every TPM, and every process, is a new boot whose
+// PCRs start over.
+func (t *TPM) BootID(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	return t.bootID, nil
 }
 
 // Send runs one TPM command on the simulator: TPM is a go-tpm transport.TPM.

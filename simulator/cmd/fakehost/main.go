@@ -5,7 +5,7 @@
 //	eventlog-server --root DIR ...
 //
 // DIR gets the CCEL table and log area, the tdx_guest RTMR files, the TPM's
-// binary_bios_measurements and expected-registers.json.
+// binary_bios_measurements, the kernel's boot ID and expected-registers.json.
 package main
 
 import (
