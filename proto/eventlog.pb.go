@@ -243,8 +243,13 @@ type GetEventlogRequest struct {
 	// mean the first event.
 	StartPosition int32 `protobuf:"varint,3,opt,name=start_position,json=startPosition,proto3" json:"start_position,omitempty"`
 	// At most this many events; 0 means all the rest.
-	Count         int32  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
-	Format        FORMAT `protobuf:"varint,5,opt,name=format,proto3,enum=FORMAT" json:"format,omitempty"`
+	Count  int32  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	Format FORMAT `protobuf:"varint,5,opt,name=format,proto3,enum=FORMAT" json:"format,omitempty"`
+	// Return the content in the reply (eventlog_data) instead of writing a
+	// file: nothing touches the node's disk, and the caller needs no mount
+	// of the output directory. For SAAS this is the private way: the events
+	// never leave the connection.
+	Inline        bool `protobuf:"varint,6,opt,name=inline,proto3" json:"inline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +319,13 @@ func (x *GetEventlogRequest) GetFormat() FORMAT {
 	return FORMAT_CCNP_JSON
 }
 
+func (x *GetEventlogRequest) GetInline() bool {
+	if x != nil {
+		return x.Inline
+	}
+	return false
+}
+
 type GetEventlogReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path of the file holding the header and the selected events.
@@ -330,7 +342,10 @@ type GetEventlogReply struct {
 	// Where the log came from: a path on the node, or the simulator.
 	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
 	// True when the log comes from simulated hardware, never a real node.
-	Simulated     bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	Simulated bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	// With inline: the content the file would have held (the header and the
+	// selected events in the requested format); eventlog_data_loc is empty.
+	EventlogData  []byte `protobuf:"bytes,9,opt,name=eventlog_data,json=eventlogData,proto3" json:"eventlog_data,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -421,6 +436,191 @@ func (x *GetEventlogReply) GetSimulated() bool {
 	return false
 }
 
+func (x *GetEventlogReply) GetEventlogData() []byte {
+	if x != nil {
+		return x.EventlogData
+	}
+	return nil
+}
+
+// A container-level event to measure into the runtime register and record in
+// the runtime log. The container is the caller's, from the Unix socket's
+// peer credentials and its cgroups; it is never taken from the request.
+type RecordEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// TDX_EVENTLOG extends RTMR3 (CC MR index 4); TPM_EVENTLOG extends PCR 23.
+	EventlogCategory CATEGORY `protobuf:"varint,1,opt,name=eventlog_category,json=eventlogCategory,proto3,enum=CATEGORY" json:"eventlog_category,omitempty"`
+	// TCG event type of the record; 0 means EV_EVENT_TAG (6). EV_NO_ACTION
+	// (3) is refused: such events are never extended.
+	EventType uint32 `protobuf:"varint,2,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// What is measured. The server computes its digest for each of the
+	// log's algorithms (TDX: SHA-384; TPM: the log's banks) and records the
+	// data as the event's data.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEventRequest) Reset() {
+	*x = RecordEventRequest{}
+	mi := &file_proto_eventlog_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEventRequest) ProtoMessage() {}
+
+func (x *RecordEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_eventlog_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEventRequest.ProtoReflect.Descriptor instead.
+func (*RecordEventRequest) Descriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RecordEventRequest) GetEventlogCategory() CATEGORY {
+	if x != nil {
+		return x.EventlogCategory
+	}
+	return CATEGORY_TDX_EVENTLOG
+}
+
+func (x *RecordEventRequest) GetEventType() uint32 {
+	if x != nil {
+		return x.EventType
+	}
+	return 0
+}
+
+func (x *RecordEventRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RecordEventReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's number in the calling container's own (SAAS) log: 1..n.
+	EventNum uint32 `protobuf:"varint,1,opt,name=event_num,json=eventNum,proto3" json:"event_num,omitempty"`
+	// Its number in the platform (PAAS) log, which holds the boot events
+	// and then every container's runtime events.
+	LogEventNum uint32 `protobuf:"varint,2,opt,name=log_event_num,json=logEventNum,proto3" json:"log_event_num,omitempty"`
+	// "RTMR3" or "PCR23".
+	Register string `protobuf:"bytes,3,opt,name=register,proto3" json:"register,omitempty"`
+	// The register's index in the log: CC MR index 4, or PCR 23.
+	Index uint32 `protobuf:"varint,4,opt,name=index,proto3" json:"index,omitempty"`
+	// The event type recorded.
+	EventType uint32 `protobuf:"varint,5,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// Hex digests of the data, by algorithm name ("sha384").
+	Digests map[string]string `protobuf:"bytes,6,rep,name=digests,proto3" json:"digests,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The container the event is attributed to.
+	ContainerId string `protobuf:"bytes,7,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// True when the register is simulated hardware, never a real node's.
+	Simulated     bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEventReply) Reset() {
+	*x = RecordEventReply{}
+	mi := &file_proto_eventlog_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEventReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEventReply) ProtoMessage() {}
+
+func (x *RecordEventReply) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_eventlog_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEventReply.ProtoReflect.Descriptor instead.
+func (*RecordEventReply) Descriptor() ([]byte, []int) {
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RecordEventReply) GetEventNum() uint32 {
+	if x != nil {
+		return x.EventNum
+	}
+	return 0
+}
+
+func (x *RecordEventReply) GetLogEventNum() uint32 {
+	if x != nil {
+		return x.LogEventNum
+	}
+	return 0
+}
+
+func (x *RecordEventReply) GetRegister() string {
+	if x != nil {
+		return x.Register
+	}
+	return ""
+}
+
+func (x *RecordEventReply) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RecordEventReply) GetEventType() uint32 {
+	if x != nil {
+		return x.EventType
+	}
+	return 0
+}
+
+func (x *RecordEventReply) GetDigests() map[string]string {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+func (x *RecordEventReply) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *RecordEventReply) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
+}
+
 type VerifyEventlogRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Only PAAS: a container's own events explain only part of a register.
@@ -432,7 +632,7 @@ type VerifyEventlogRequest struct {
 
 func (x *VerifyEventlogRequest) Reset() {
 	*x = VerifyEventlogRequest{}
-	mi := &file_proto_eventlog_proto_msgTypes[2]
+	mi := &file_proto_eventlog_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +644,7 @@ func (x *VerifyEventlogRequest) String() string {
 func (*VerifyEventlogRequest) ProtoMessage() {}
 
 func (x *VerifyEventlogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_eventlog_proto_msgTypes[2]
+	mi := &file_proto_eventlog_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +657,7 @@ func (x *VerifyEventlogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEventlogRequest.ProtoReflect.Descriptor instead.
 func (*VerifyEventlogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_eventlog_proto_rawDescGZIP(), []int{2}
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VerifyEventlogRequest) GetEventlogLevel() LEVEL {
@@ -500,7 +700,7 @@ type RegisterCheck struct {
 
 func (x *RegisterCheck) Reset() {
 	*x = RegisterCheck{}
-	mi := &file_proto_eventlog_proto_msgTypes[3]
+	mi := &file_proto_eventlog_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +712,7 @@ func (x *RegisterCheck) String() string {
 func (*RegisterCheck) ProtoMessage() {}
 
 func (x *RegisterCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_eventlog_proto_msgTypes[3]
+	mi := &file_proto_eventlog_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +725,7 @@ func (x *RegisterCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterCheck.ProtoReflect.Descriptor instead.
 func (*RegisterCheck) Descriptor() ([]byte, []int) {
-	return file_proto_eventlog_proto_rawDescGZIP(), []int{3}
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterCheck) GetRegister() string {
@@ -605,7 +805,7 @@ type Quirk struct {
 
 func (x *Quirk) Reset() {
 	*x = Quirk{}
-	mi := &file_proto_eventlog_proto_msgTypes[4]
+	mi := &file_proto_eventlog_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +817,7 @@ func (x *Quirk) String() string {
 func (*Quirk) ProtoMessage() {}
 
 func (x *Quirk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_eventlog_proto_msgTypes[4]
+	mi := &file_proto_eventlog_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +830,7 @@ func (x *Quirk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Quirk.ProtoReflect.Descriptor instead.
 func (*Quirk) Descriptor() ([]byte, []int) {
-	return file_proto_eventlog_proto_rawDescGZIP(), []int{4}
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Quirk) GetName() string {
@@ -681,7 +881,7 @@ type VerifyEventlogReply struct {
 
 func (x *VerifyEventlogReply) Reset() {
 	*x = VerifyEventlogReply{}
-	mi := &file_proto_eventlog_proto_msgTypes[5]
+	mi := &file_proto_eventlog_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +893,7 @@ func (x *VerifyEventlogReply) String() string {
 func (*VerifyEventlogReply) ProtoMessage() {}
 
 func (x *VerifyEventlogReply) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_eventlog_proto_msgTypes[5]
+	mi := &file_proto_eventlog_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +906,7 @@ func (x *VerifyEventlogReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyEventlogReply.ProtoReflect.Descriptor instead.
 func (*VerifyEventlogReply) Descriptor() ([]byte, []int) {
-	return file_proto_eventlog_proto_rawDescGZIP(), []int{5}
+	return file_proto_eventlog_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *VerifyEventlogReply) GetVerified() bool {
@@ -769,13 +969,14 @@ var File_proto_eventlog_proto protoreflect.FileDescriptor
 
 const file_proto_eventlog_proto_rawDesc = "" +
 	"\n" +
-	"\x14proto/eventlog.proto\"\xd9\x01\n" +
+	"\x14proto/eventlog.proto\"\xf1\x01\n" +
 	"\x12GetEventlogRequest\x12-\n" +
 	"\x0eeventlog_level\x18\x01 \x01(\x0e2\x06.LEVELR\reventlogLevel\x126\n" +
 	"\x11eventlog_category\x18\x02 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\x12%\n" +
 	"\x0estart_position\x18\x03 \x01(\x05R\rstartPosition\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x1f\n" +
-	"\x06format\x18\x05 \x01(\x0e2\a.FORMATR\x06format\"\x92\x02\n" +
+	"\x06format\x18\x05 \x01(\x0e2\a.FORMATR\x06format\x12\x16\n" +
+	"\x06inline\x18\x06 \x01(\bR\x06inline\"\xb7\x02\n" +
 	"\x10GetEventlogReply\x12*\n" +
 	"\x11eventlog_data_loc\x18\x01 \x01(\tR\x0feventlogDataLoc\x12\x1f\n" +
 	"\vevent_count\x18\x02 \x01(\rR\n" +
@@ -786,7 +987,26 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\vfirst_event\x18\x06 \x01(\rR\n" +
 	"firstEvent\x12\x16\n" +
 	"\x06source\x18\a \x01(\tR\x06source\x12\x1c\n" +
-	"\tsimulated\x18\b \x01(\bR\tsimulated\"~\n" +
+	"\tsimulated\x18\b \x01(\bR\tsimulated\x12#\n" +
+	"\reventlog_data\x18\t \x01(\fR\feventlogData\"\x7f\n" +
+	"\x12RecordEventRequest\x126\n" +
+	"\x11eventlog_category\x18\x01 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x02 \x01(\rR\teventType\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\xdb\x02\n" +
+	"\x10RecordEventReply\x12\x1b\n" +
+	"\tevent_num\x18\x01 \x01(\rR\beventNum\x12\"\n" +
+	"\rlog_event_num\x18\x02 \x01(\rR\vlogEventNum\x12\x1a\n" +
+	"\bregister\x18\x03 \x01(\tR\bregister\x12\x14\n" +
+	"\x05index\x18\x04 \x01(\rR\x05index\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x05 \x01(\rR\teventType\x128\n" +
+	"\adigests\x18\x06 \x03(\v2\x1e.RecordEventReply.DigestsEntryR\adigests\x12!\n" +
+	"\fcontainer_id\x18\a \x01(\tR\vcontainerId\x12\x1c\n" +
+	"\tsimulated\x18\b \x01(\bR\tsimulated\x1a:\n" +
+	"\fDigestsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"~\n" +
 	"\x15VerifyEventlogRequest\x12-\n" +
 	"\x0eeventlog_level\x18\x01 \x01(\x0e2\x06.LEVELR\reventlogLevel\x126\n" +
 	"\x11eventlog_category\x18\x02 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\"\x8c\x02\n" +
@@ -828,10 +1048,11 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x1bREGISTER_STATUS_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05MATCH\x10\x01\x12\f\n" +
 	"\bMISMATCH\x10\x02\x12\x11\n" +
-	"\rNOT_AVAILABLE\x10\x032\x85\x01\n" +
+	"\rNOT_AVAILABLE\x10\x032\xbe\x01\n" +
 	"\bEventlog\x127\n" +
 	"\vGetEventlog\x12\x13.GetEventlogRequest\x1a\x11.GetEventlogReply\"\x00\x12@\n" +
-	"\x0eVerifyEventlog\x12\x16.VerifyEventlogRequest\x1a\x14.VerifyEventlogReply\"\x00B9Z7github.com/ccnp-eventlog/ccnp-eventlog/proto;eventlogpbb\x06proto3"
+	"\x0eVerifyEventlog\x12\x16.VerifyEventlogRequest\x1a\x14.VerifyEventlogReply\"\x00\x127\n" +
+	"\vRecordEvent\x12\x13.RecordEventRequest\x1a\x11.RecordEventReply\"\x00B9Z7github.com/ccnp-eventlog/ccnp-eventlog/proto;eventlogpbb\x06proto3"
 
 var (
 	file_proto_eventlog_proto_rawDescOnce sync.Once
@@ -846,7 +1067,7 @@ func file_proto_eventlog_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_eventlog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_proto_eventlog_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_proto_eventlog_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_proto_eventlog_proto_goTypes = []any{
 	(CATEGORY)(0),                 // 0: CATEGORY
 	(LEVEL)(0),                    // 1: LEVEL
@@ -854,30 +1075,37 @@ var file_proto_eventlog_proto_goTypes = []any{
 	(REGISTER_STATUS)(0),          // 3: REGISTER_STATUS
 	(*GetEventlogRequest)(nil),    // 4: GetEventlogRequest
 	(*GetEventlogReply)(nil),      // 5: GetEventlogReply
-	(*VerifyEventlogRequest)(nil), // 6: VerifyEventlogRequest
-	(*RegisterCheck)(nil),         // 7: RegisterCheck
-	(*Quirk)(nil),                 // 8: Quirk
-	(*VerifyEventlogReply)(nil),   // 9: VerifyEventlogReply
+	(*RecordEventRequest)(nil),    // 6: RecordEventRequest
+	(*RecordEventReply)(nil),      // 7: RecordEventReply
+	(*VerifyEventlogRequest)(nil), // 8: VerifyEventlogRequest
+	(*RegisterCheck)(nil),         // 9: RegisterCheck
+	(*Quirk)(nil),                 // 10: Quirk
+	(*VerifyEventlogReply)(nil),   // 11: VerifyEventlogReply
+	nil,                           // 12: RecordEventReply.DigestsEntry
 }
 var file_proto_eventlog_proto_depIdxs = []int32{
 	1,  // 0: GetEventlogRequest.eventlog_level:type_name -> LEVEL
 	0,  // 1: GetEventlogRequest.eventlog_category:type_name -> CATEGORY
 	2,  // 2: GetEventlogRequest.format:type_name -> FORMAT
 	2,  // 3: GetEventlogReply.format:type_name -> FORMAT
-	1,  // 4: VerifyEventlogRequest.eventlog_level:type_name -> LEVEL
-	0,  // 5: VerifyEventlogRequest.eventlog_category:type_name -> CATEGORY
-	3,  // 6: RegisterCheck.status:type_name -> REGISTER_STATUS
-	7,  // 7: VerifyEventlogReply.registers:type_name -> RegisterCheck
-	8,  // 8: VerifyEventlogReply.quirks:type_name -> Quirk
-	4,  // 9: Eventlog.GetEventlog:input_type -> GetEventlogRequest
-	6,  // 10: Eventlog.VerifyEventlog:input_type -> VerifyEventlogRequest
-	5,  // 11: Eventlog.GetEventlog:output_type -> GetEventlogReply
-	9,  // 12: Eventlog.VerifyEventlog:output_type -> VerifyEventlogReply
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 4: RecordEventRequest.eventlog_category:type_name -> CATEGORY
+	12, // 5: RecordEventReply.digests:type_name -> RecordEventReply.DigestsEntry
+	1,  // 6: VerifyEventlogRequest.eventlog_level:type_name -> LEVEL
+	0,  // 7: VerifyEventlogRequest.eventlog_category:type_name -> CATEGORY
+	3,  // 8: RegisterCheck.status:type_name -> REGISTER_STATUS
+	9,  // 9: VerifyEventlogReply.registers:type_name -> RegisterCheck
+	10, // 10: VerifyEventlogReply.quirks:type_name -> Quirk
+	4,  // 11: Eventlog.GetEventlog:input_type -> GetEventlogRequest
+	8,  // 12: Eventlog.VerifyEventlog:input_type -> VerifyEventlogRequest
+	6,  // 13: Eventlog.RecordEvent:input_type -> RecordEventRequest
+	5,  // 14: Eventlog.GetEventlog:output_type -> GetEventlogReply
+	11, // 15: Eventlog.VerifyEventlog:output_type -> VerifyEventlogReply
+	7,  // 16: Eventlog.RecordEvent:output_type -> RecordEventReply
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_proto_eventlog_proto_init() }
@@ -891,7 +1119,7 @@ func file_proto_eventlog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_eventlog_proto_rawDesc), len(file_proto_eventlog_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Eventlog_GetEventlog_FullMethodName    = "/Eventlog/GetEventlog"
 	Eventlog_VerifyEventlog_FullMethodName = "/Eventlog/VerifyEventlog"
+	Eventlog_RecordEvent_FullMethodName    = "/Eventlog/RecordEvent"
 )
 
 // EventlogClient is the client API for Eventlog service.
@@ -39,6 +40,10 @@ type EventlogClient interface {
 	// Replays a category's log and compares it with the node's live
 	// registers (RTMRs, PCRs).
 	VerifyEventlog(ctx context.Context, in *VerifyEventlogRequest, opts ...grpc.CallOption) (*VerifyEventlogReply, error)
+	// Measures a container-level event: appends it to the runtime log, then
+	// extends the runtime register (RTMR3, PCR 23). Callers must run in a
+	// container on this node.
+	RecordEvent(ctx context.Context, in *RecordEventRequest, opts ...grpc.CallOption) (*RecordEventReply, error)
 }
 
 type eventlogClient struct {
@@ -69,6 +74,16 @@ func (c *eventlogClient) VerifyEventlog(ctx context.Context, in *VerifyEventlogR
 	return out, nil
 }
 
+func (c *eventlogClient) RecordEvent(ctx context.Context, in *RecordEventRequest, opts ...grpc.CallOption) (*RecordEventReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordEventReply)
+	err := c.cc.Invoke(ctx, Eventlog_RecordEvent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventlogServer is the server API for Eventlog service.
 // All implementations must embed UnimplementedEventlogServer
 // for forward compatibility.
@@ -77,6 +92,10 @@ type EventlogServer interface {
 	// Replays a category's log and compares it with the node's live
 	// registers (RTMRs, PCRs).
 	VerifyEventlog(context.Context, *VerifyEventlogRequest) (*VerifyEventlogReply, error)
+	// Measures a container-level event: appends it to the runtime log, then
+	// extends the runtime register (RTMR3, PCR 23). Callers must run in a
+	// container on this node.
+	RecordEvent(context.Context, *RecordEventRequest) (*RecordEventReply, error)
 	mustEmbedUnimplementedEventlogServer()
 }
 
@@ -92,6 +111,9 @@ func (UnimplementedEventlogServer) GetEventlog(context.Context, *GetEventlogRequ
 }
 func (UnimplementedEventlogServer) VerifyEventlog(context.Context, *VerifyEventlogRequest) (*VerifyEventlogReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyEventlog not implemented")
+}
+func (UnimplementedEventlogServer) RecordEvent(context.Context, *RecordEventRequest) (*RecordEventReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordEvent not implemented")
 }
 func (UnimplementedEventlogServer) mustEmbedUnimplementedEventlogServer() {}
 func (UnimplementedEventlogServer) testEmbeddedByValue()                  {}
@@ -150,6 +172,24 @@ func _Eventlog_VerifyEventlog_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Eventlog_RecordEvent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordEventRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventlogServer).RecordEvent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Eventlog_RecordEvent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventlogServer).RecordEvent(ctx, req.(*RecordEventRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Eventlog_ServiceDesc is the grpc.ServiceDesc for Eventlog service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -164,6 +204,10 @@ var Eventlog_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyEventlog",
 			Handler:    _Eventlog_VerifyEventlog_Handler,
+		},
+		{
+			MethodName: "RecordEvent",
+			Handler:    _Eventlog_RecordEvent_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
