@@ -1,0 +1,165 @@
+// Package e2e is the end-to-end suite: it runs the real eventlog-server
+// binary as a user does and checks what it serves from the outside, over its
+// Unix socket, with independent clients (our gRPC client, grpcurl) and
+// decoders (our eventlog package on the files, tpm2_eventlog).
+//
+// The suite runs against a target chosen by E2E_TARGET (see target_test.go);
+// the default, local, runs servers as processes on this machine. See
+// README.md.
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+func TestE2E(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "eventlog e2e")
+}
+
+// binaries are the programs the suite builds once, from this checkout.
+type binaries struct {
+	// Server is service/eventlog-server, built with -race when Race is
+	// set: a data race the suite provokes fails the spec that stops it.
+	Server string
+	Race   bool
+	// Cgo says the server was built with cgo, which its simulated TPM needs.
+	Cgo bool
+	// FakeHost is simulator/cmd/fakehost, which writes simulated host trees.
+	FakeHost string
+	// GRPCurl is the grpcurl pinned in tools/go.mod.
+	GRPCurl string
+	// Dir holds them; it is removed after the suite.
+	Dir string
+	// ModuleRoot is the checkout they were built from.
+	ModuleRoot string
+}
+
+var bin binaries
+
+var _ = SynchronizedBeforeSuite(func() []byte {
+	b := buildBinaries()
+	js, err := json.Marshal(b)
+	Expect(err).NotTo(HaveOccurred())
+	return js
+}, func(js []byte) {
+	Expect(json.Unmarshal(js, &bin)).To(Succeed())
+	var err error
+	target, err = selectTarget(bin)
+	Expect(err).NotTo(HaveOccurred())
+	yes, no := supportedFeatures(target)
+	AddReportEntry("target", fmt.Sprintf("%s (server built with -race: %v)\n  offers: %s\n  does not offer: %s",
+		target.Name(), bin.Race, strings.Join(yes, "; "), orNone(no)))
+})
+
+var _ = SynchronizedAfterSuite(func() {}, func() {
+	if bin.Dir != "" {
+		Expect(os.RemoveAll(bin.Dir)).To(Succeed())
+	}
+})
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, "; ")
+}
+
+// buildBinaries builds the server, fakehost and grpcurl into a new
+// directory. The server is built with the race detector unless E2E_RACE=0
+// or cgo is off (the race detector needs it).
+func buildBinaries() binaries {
+	GinkgoHelper()
+	root, err := filepath.Abs("..")
+	Expect(err).NotTo(HaveOccurred())
+	Expect(filepath.Join(root, "go.mod")).To(BeAnExistingFile(), "the suite runs from e2e/ in the checkout")
+	dir := mkdirTemp(shortTempRoot(), "ccnp-e2e-bin-")
+	b := binaries{
+		Server:     filepath.Join(dir, "eventlog-server"),
+		FakeHost:   filepath.Join(dir, "fakehost"),
+		GRPCurl:    filepath.Join(dir, "grpcurl"),
+		Dir:        dir,
+		ModuleRoot: root,
+	}
+	cgo, err := exec.Command("go", "env", "CGO_ENABLED").Output()
+	Expect(err).NotTo(HaveOccurred())
+	b.Cgo = strings.TrimSpace(string(cgo)) == "1"
+	b.Race = os.Getenv("E2E_RACE") != "0" && b.Cgo
+
+	args := []string{"build", "-o", dir + "/"}
+	if b.Race {
+		args = append(args, "-race")
+	}
+	builds := [][]string{
+		append(args, "./service/eventlog-server", "./simulator/cmd/fakehost"),
+		{"build", "-modfile=tools/go.mod", "-o", b.GRPCurl, "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
+	}
+	errs := make(chan error, len(builds))
+	for _, args := range builds {
+		go func() {
+			cmd := exec.Command("go", args...)
+			cmd.Dir = root
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
+			}
+			errs <- err
+		}()
+	}
+	start := time.Now()
+	for range builds {
+		Expect(<-errs).NotTo(HaveOccurred())
+	}
+	GinkgoWriter.Printf("built the server (race: %v), fakehost and grpcurl in %s\n", b.Race, time.Since(start).Round(time.Millisecond))
+	// The local target may run the server as another user.
+	Expect(os.Chmod(dir, 0o755)).To(Succeed())
+	return b
+}
+
+// shortTempRoot is where the suite makes its directories: the system's
+// temporary directory, unless its path is so long that Unix socket paths
+// under it would pass the 108-byte limit of sun_path.
+func shortTempRoot() string {
+	if d := os.TempDir(); len(d) <= 40 {
+		return d
+	}
+	return "/tmp"
+}
+
+// mkdirTemp makes a new directory that others can traverse (os.MkdirTemp
+// makes it 0700, which a server running as another user cannot enter).
+func mkdirTemp(parent, pattern string) string {
+	GinkgoHelper()
+	dir, err := os.MkdirTemp(parent, pattern)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(os.Chmod(dir, 0o755)).To(Succeed())
+	return dir
+}
+
+// commandEnv is the environment of the programs the suite runs: this
+// process's without EVENTLOG_ variables, so that a server's configuration is
+// exactly its flags. Unless GORACE says otherwise, a race-enabled program
+// exits at once instead of sleeping a second first (the race runtime's
+// atexit_sleep_ms).
+func commandEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "EVENTLOG_") {
+			env = append(env, kv)
+		}
+	}
+	if _, ok := os.LookupEnv("GORACE"); !ok {
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
+	return env
+}
