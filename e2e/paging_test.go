@@ -1,0 +1,94 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
+
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+)
+
+// A page is a request's start_position and count, and the events (by
+// number) it must return, for a log of n events.
+type page func(n int) (start, count int32, first, last int)
+
+var _ = Describe("Paging through a log", Label("paging"), Ordered, ContinueOnFailure, func() {
+	hw := simulatedHardware(SimulatedHardware{Seed: 3})
+	var (
+		srv    Server
+		client eventlogpb.EventlogClient
+		srcs   map[eventlogpb.CATEGORY]*sourceLog
+	)
+	BeforeAll(func(ctx SpecContext) {
+		var hardware Hardware
+		hardware, srcs = hw.setUp()
+		srv = target.StartServer(ctx, ServerConfig{Hardware: hardware})
+		client = newClient(srv)
+	})
+
+	for _, cat := range hw.categories {
+		Context("of "+categoryName(cat), func() {
+			var src *sourceLog
+			BeforeEach(func() {
+				requireFeatures(hw.categoryRequires[cat]...)
+				src = srcs[cat]
+				if src == nil {
+					Skip("this suite was built without cgo: it cannot run the go-tpm-tools simulator to know what the simulated TPM holds")
+				}
+			})
+
+			DescribeTable("returns the events asked for, in both formats",
+				func(ctx SpecContext, p page) {
+					start, count, first, last := p(src.total())
+					for _, format := range []eventlogpb.FORMAT{ccnpJSON, tcgRaw} {
+						By(fmt.Sprintf("asking for start_position %d, count %d in %s", start, count, format))
+						reply := mustGetEventlog(ctx, client, request(cat, start, count, format))
+						expectServed(srv, reply, src, format, first, last)
+						if tool, err := exec.LookPath("tpm2_eventlog"); err == nil && format == tcgRaw && cat == tpm && src.log.Agile() {
+							By("reading the raw slice with tpm2_eventlog")
+							expectTPM2EventlogAgrees(ctx, tool, srv.LocalPath(reply.EventlogDataLoc), src, first, last)
+						}
+					}
+				},
+				Entry("the first event (start 1, count 1)", page(func(n int) (int32, int32, int, int) { return 1, 1, 1, 1 })),
+				Entry("the first event (start 0 means the first too)", page(func(n int) (int32, int32, int, int) { return 0, 1, 1, 1 })),
+				Entry("a middle event", page(func(n int) (int32, int32, int, int) { return int32(n / 2), 1, n / 2, n / 2 })),
+				Entry("the last event", page(func(n int) (int32, int32, int, int) { return int32(n), 1, n, n })),
+				Entry("start 2, count 5: events 2 to 6", page(func(n int) (int32, int32, int, int) { return 2, 5, 2, 6 })),
+				Entry("count 0: all the rest", page(func(n int) (int32, int32, int, int) { return int32(n - 3), 0, n - 3, n })),
+				Entry("a count past the end: the rest, no error", page(func(n int) (int32, int32, int, int) { return int32(n - 2), 10, n - 2, n })),
+			)
+
+			It("answers OUT_OF_RANGE, naming the number of events, for a start past the last event", func(ctx SpecContext) {
+				n := src.total()
+				for _, start := range []int32{int32(n + 1), 1 << 30} {
+					_, err := getEventlog(ctx, client, request(cat, start, 0, ccnpJSON))
+					Expect(err).To(haveStatus(codes.OutOfRange, containAll(
+						"start position "+strconv.Itoa(int(start)),
+						"the log has "+strconv.Itoa(n)+" events")))
+				}
+			})
+
+			DescribeTable("answers INVALID_ARGUMENT for",
+				func(ctx SpecContext, req *eventlogpb.GetEventlogRequest, msg string) {
+					req.EventlogCategory = cat
+					_, err := getEventlog(ctx, client, req)
+					Expect(err).To(haveStatus(codes.InvalidArgument, ContainSubstring(msg)))
+				},
+				Entry("a negative start", request(0, -1, 0, ccnpJSON), "start_position (-1)"),
+				Entry("a negative count", request(0, 1, -5, ccnpJSON), "count (-5)"),
+				Entry("an unknown format", request(0, 1, 1, eventlogpb.FORMAT(7)), "unknown format 7"),
+				Entry("an unknown level", &eventlogpb.GetEventlogRequest{EventlogLevel: eventlogpb.LEVEL(9)}, "unknown eventlog_level 9"),
+			)
+		})
+	}
+
+	It("answers INVALID_ARGUMENT for an unknown category", func(ctx SpecContext) {
+		_, err := getEventlog(ctx, client, request(eventlogpb.CATEGORY(5), 1, 1, ccnpJSON))
+		Expect(err).To(haveStatus(codes.InvalidArgument, ContainSubstring("unknown eventlog_category 5")))
+	})
+})
