@@ -322,7 +322,7 @@ func TestReconcile(t *testing.T) {
 		{"two behind", 3, rtmr3(1), 0, "without the last one"},
 		{"extended by someone else", 2, rtmr3(5), 0, "something other than this server"},
 		{"no records, register extended", 0, rtmr3(1), 0, "something other than this server"},
-		{"bank not read", 1, eventlog.Bank{}, 0, "was not read"},
+		{"bank not read", 1, eventlog.Bank{}, 0, "no live RTMR3 bank"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := runtimelog.Reconcile(withRecords(tc.records), eventlog.TDX, 4, tc.records, tc.live)
@@ -364,5 +364,10 @@ func TestReconcileBanksMustAgree(t *testing.T) {
 	live.Set(eventlog.AlgSHA256, 23, all.Get(eventlog.AlgSHA256, 23))
 	if v, err := runtimelog.Reconcile(l, eventlog.TPM, 23, 1, live); err != nil || v != runtimelog.InSync {
 		t.Errorf("both banks extended: %v %v", v, err)
+	}
+	// A TPM without a SHA-1 bank: the SHA-256 bank alone decides.
+	delete(live, eventlog.AlgSHA1)
+	if v, err := runtimelog.Reconcile(l, eventlog.TPM, 23, 1, live); err != nil || v != runtimelog.InSync {
+		t.Errorf("one bank read: %v %v", v, err)
 	}
 }

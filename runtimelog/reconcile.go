@@ -50,7 +50,9 @@ func (e *MismatchError) Error() string {
 
 // Reconcile compares the live value of register index with the log l, whose
 // last `records` events are the runtime log's records (the events before
-// them are the boot log's). It compares every bank of the log's algorithms.
+// them are the boot log's). It compares every bank of the log's algorithms
+// that live holds (a TPM may lack a bank the log lists, which then cannot
+// contradict it), and fails when live holds none of them.
 func Reconcile(l *eventlog.Log, kind eventlog.Kind, index uint32, records int, live eventlog.Bank) (Verdict, error) {
 	if records < 0 || records > len(l.Events) {
 		return 0, fmt.Errorf("%d runtime records in a log of %d events", records, len(l.Events))
@@ -68,15 +70,17 @@ func Reconcile(l *eventlog.Log, kind eventlog.Kind, index uint32, records int, l
 		}
 	}
 	verdict := InSync
-	for i, alg := range l.Algs() {
+	compared := 0
+	for _, alg := range l.Algs() {
 		lv := live.Get(alg, index)
 		if lv == nil {
-			return 0, fmt.Errorf("the live %s %s bank was not read: cannot check the runtime log against it", kind.RegisterName(index), alg)
+			continue
 		}
+		compared++
 		a := valueOrZero(all, alg, index)
 		switch {
-		case bytes.Equal(lv, a) && (i == 0 || verdict == InSync):
-		case without != nil && bytes.Equal(lv, valueOrZero(without, alg, index)) && (i == 0 || verdict == LastNotExtended):
+		case bytes.Equal(lv, a) && (compared == 1 || verdict == InSync):
+		case without != nil && bytes.Equal(lv, valueOrZero(without, alg, index)) && (compared == 1 || verdict == LastNotExtended):
 			verdict = LastNotExtended
 		default:
 			e := &MismatchError{Register: kind.RegisterName(index), Alg: alg, Records: records, Live: lv, All: a}
@@ -85,6 +89,9 @@ func Reconcile(l *eventlog.Log, kind eventlog.Kind, index uint32, records int, l
 			}
 			return 0, e
 		}
+	}
+	if compared == 0 {
+		return 0, fmt.Errorf("no live %s bank of the log's algorithms (%v) was read: cannot check the runtime log against the register", kind.RegisterName(index), l.Algs())
 	}
 	return verdict, nil
 }
