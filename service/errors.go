@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"syscall"
 
@@ -11,15 +12,17 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 )
 
 // errDirFull is wrapped when the output directory is at its size limit and
 // nothing in it is old enough to be removed.
 var errDirFull = errors.New("output directory full")
 
-// outputError is a failure to write a reply's file. It is the server's
-// problem, not the source's: a permission error here is INTERNAL, not
-// PERMISSION_DENIED.
+// outputError is a failure to write a file: a reply's, or the runtime log.
+// It is the server's problem, not the source's: a permission error here is
+// INTERNAL, not PERMISSION_DENIED.
 type outputError struct {
 	path string
 	err  error
@@ -27,6 +30,53 @@ type outputError struct {
 
 func (e *outputError) Error() string { return "writing " + e.path + ": " + e.err.Error() }
 func (e *outputError) Unwrap() error { return e.err }
+
+// requestError is a request that makes no sense, whatever the node's state.
+type requestError struct{ msg string }
+
+func (e *requestError) Error() string { return e.msg }
+
+func invalidRequest(format string, args ...any) error {
+	return &requestError{fmt.Sprintf(format, args...)}
+}
+
+// limitError is a container-level limit reached: its count or size of
+// events, the size of one event, or the node's runtime log.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+// identityError is a caller whose container cannot be told: not over the
+// Unix socket (unauthenticated), or not in a container, not visible, gone.
+type identityError struct {
+	unauthenticated bool
+	err             error
+}
+
+func (e *identityError) Error() string { return e.err.Error() }
+func (e *identityError) Unwrap() error { return e.err }
+
+// runtimeUnavailableError says why a category's container-level events
+// cannot be recorded or read on this server.
+type runtimeUnavailableError struct {
+	kind eventlog.Kind
+	err  error
+}
+
+func (e *runtimeUnavailableError) Error() string {
+	return "container-level " + e.kind.String() + " events are not available on this server: " + e.err.Error()
+}
+func (e *runtimeUnavailableError) Unwrap() error { return e.err }
+
+// extendError is a register extend that failed. uncertain: whether it
+// happened could not be told, and the event waits in the runtime log.
+type extendError struct {
+	uncertain bool
+	err       error
+}
+
+func (e *extendError) Error() string { return e.err.Error() }
+func (e *extendError) Unwrap() error { return e.err }
 
 // toStatus maps every error the service can meet to its gRPC status, in one
 // place. The message is the error's own, which names what was wrong and where;
@@ -39,18 +89,48 @@ func toStatus(err error) error {
 		return err
 	}
 	var (
-		outErr    *outputError
-		rangeErr  *eventlog.RangeError
-		formatErr *eventlog.FormatError
-		tableErr  *ccel.Error
+		outErr      *outputError
+		rangeErr    *eventlog.RangeError
+		formatErr   *eventlog.FormatError
+		tableErr    *ccel.Error
+		reqErr      *requestError
+		limitErr    *limitError
+		identityErr *identityError
+		runtimeErr  *runtimeUnavailableError
+		extendErr   *extendError
+		corruptErr  *runtimelog.CorruptError
 	)
 	code := codes.Internal
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
+	case errors.As(err, &reqErr):
+		code = codes.InvalidArgument
+	case errors.As(err, &limitErr):
+		code = codes.ResourceExhausted
+	case errors.As(err, &identityErr):
+		code = codes.FailedPrecondition
+		if identityErr.unauthenticated {
+			code = codes.Unauthenticated
+		}
+	case errors.As(err, &extendErr):
+		// The register could not be reached: retrying may work, unless the
+		// server lacks what extending needs (a kernel, a permission).
+		code = codes.Unavailable
+		if !extendErr.uncertain && (errors.Is(err, hwsource.ErrNotAvailable) || errors.Is(err, fs.ErrPermission)) {
+			code = codes.FailedPrecondition
+		}
+	case errors.As(err, &runtimeErr):
+		code = codes.FailedPrecondition
+		if errors.As(err, &corruptErr) {
+			code = codes.DataLoss
+		}
 	case errors.As(err, &outErr):
-		if errors.Is(err, errDirFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		switch {
+		case errors.Is(err, errDirFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 			code = codes.ResourceExhausted
+		case errors.Is(err, errCannotChown):
+			code = codes.FailedPrecondition
 		}
 	case errors.As(err, &rangeErr):
 		code = codes.OutOfRange

@@ -1,12 +1,15 @@
 package service
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -44,15 +47,34 @@ func (l DirLimits) validate() error {
 // outDir is the directory replies' files are written to. Files are named by
 // their content, written to a temporary name and renamed into place, so a
 // reader never sees a partial file and a file is never rewritten in place.
+//
+// A private directory (openPrivateDir) holds one subdirectory per caller:
+// file names are "sub/file", and each subdirectory and its files are given to
+// the caller's uid.
 type outDir struct {
 	dir    string
 	limits DirLimits
 	now    func() time.Time
+	// perm is the mode of the files written.
+	perm fs.FileMode
+	// nested: files live in subdirectories, one level down.
+	nested bool
 
 	mu    sync.Mutex
 	files map[string]*outFile
 	total int64
+	// subdirs are the subdirectories of a nested directory, with the
+	// writes in progress in each: a sweep removes an empty one only when
+	// nothing is being written to it.
+	subdirs map[string]int
 }
+
+// fileOwner is the uid and gid a private file and its subdirectory are given to.
+type fileOwner struct{ uid, gid uint32 }
+
+// errCannotChown is wrapped when the server may not give a file to the
+// caller's uid: it is neither root nor that uid.
+var errCannotChown = errors.New("cannot give the file to the caller's uid")
 
 type outFile struct {
 	size int64
@@ -66,18 +88,56 @@ type outFile struct {
 }
 
 // openOutDir creates the directory if needed and adopts the files a previous
-// run left there, so their lifetimes and sizes still count.
+// run left there, so their lifetimes and sizes still count. Its files are
+// readable by everyone: they hold the node's (public) measurement log.
 func openOutDir(dir string, limits DirLimits) (*outDir, error) {
-	if err := limits.validate(); err != nil {
+	d := &outDir{dir: dir, limits: limits, now: time.Now, perm: 0o644, files: map[string]*outFile{}}
+	return d, d.open(0o755)
+}
+
+// openPrivateDir opens a directory of per-caller subdirectories: the
+// directory itself can be crossed but not listed by others (mode 0711), each
+// subdirectory (0700) and file (0400) belongs to its caller's uid.
+func openPrivateDir(dir string, limits DirLimits) (*outDir, error) {
+	d := &outDir{dir: dir, limits: limits, now: time.Now, perm: 0o400, nested: true, files: map[string]*outFile{}, subdirs: map[string]int{}}
+	if err := d.open(0o711); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating output directory: %w", err)
+	// Whatever mode an existing directory had: others must not list it.
+	return d, os.Chmod(dir, 0o711)
+}
+
+func (d *outDir) open(mode fs.FileMode) error {
+	if err := d.limits.validate(); err != nil {
+		return err
 	}
-	d := &outDir{dir: dir, limits: limits, now: time.Now, files: map[string]*outFile{}}
+	if err := os.MkdirAll(d.dir, mode); err != nil {
+		return fmt.Errorf("creating output directory: %w", err)
+	}
+	if !d.nested {
+		return d.adopt("")
+	}
+	entries, err := os.ReadDir(d.dir)
+	if err != nil {
+		return fmt.Errorf("reading output directory: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			d.subdirs[e.Name()] = 0
+			if err := d.adopt(e.Name()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// adopt takes over the files in sub ("" for the directory itself).
+func (d *outDir) adopt(sub string) error {
+	dir := filepath.Join(d.dir, sub)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("reading output directory: %w", err)
+		return fmt.Errorf("reading output directory: %w", err)
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -89,11 +149,11 @@ func openOutDir(dir string, limits DirLimits) (*outDir, error) {
 			if err != nil {
 				continue
 			}
-			d.files[name] = &outFile{size: info.Size(), used: info.ModTime(), stamped: info.ModTime()}
+			d.files[filepath.Join(sub, name)] = &outFile{size: info.Size(), used: info.ModTime(), stamped: info.ModTime()}
 			d.total += info.Size()
 		}
 	}
-	return d, nil
+	return nil
 }
 
 func (d *outDir) path(name string) string { return filepath.Join(d.dir, name) }
@@ -142,23 +202,38 @@ func (d *outDir) forget(name string) {
 // removed, least recently handed out first; if that is not enough, put fails
 // with errDirFull rather than remove a file a client may still be reading.
 func (d *outDir) put(name string, content []byte) (string, error) {
+	return d.putOwned(name, content, nil)
+}
+
+// putOwned is put for a private directory: name is "sub/file", and the file
+// and its subdirectory are given to owner.
+func (d *outDir) putOwned(name string, content []byte, owner *fileOwner) (string, error) {
 	if p, ok := d.reuse(name); ok {
 		return p, nil
 	}
 	size := int64(len(content))
 	now := d.now()
+	sub := filepath.Dir(name)
 	d.mu.Lock()
 	victims, err := d.makeRoom(size, now)
 	if err == nil {
 		d.files[name] = &outFile{size: size, used: now, stamped: now}
 		d.total += size
+		if d.nested {
+			d.subdirs[sub]++
+		}
 	}
 	d.mu.Unlock()
 	d.remove(victims)
 	if err != nil {
 		return "", &outputError{d.path(name), err}
 	}
-	p, err := d.write(name, content)
+	p, err := d.write(name, content, owner)
+	if d.nested {
+		d.mu.Lock()
+		d.subdirs[sub]--
+		d.mu.Unlock()
+	}
 	if err != nil {
 		d.forget(name)
 		return "", &outputError{d.path(name), err}
@@ -212,8 +287,14 @@ func (d *outDir) remove(names []string) {
 	}
 }
 
-func (d *outDir) write(name string, content []byte) (string, error) {
-	tmp, err := os.CreateTemp(d.dir, tempPrefix+"*")
+func (d *outDir) write(name string, content []byte, owner *fileOwner) (string, error) {
+	dir := filepath.Dir(d.path(name))
+	if d.nested {
+		if err := makeOwnedDir(dir, owner); err != nil {
+			return "", err
+		}
+	}
+	tmp, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
 		return "", err
 	}
@@ -222,9 +303,10 @@ func (d *outDir) write(name string, content []byte) (string, error) {
 		err = cerr
 	}
 	if err == nil {
-		// Readable by workloads running under other uids: the content is the
-		// node's (public) measurement log.
-		err = os.Chmod(tmp.Name(), 0o644)
+		err = os.Chmod(tmp.Name(), d.perm)
+	}
+	if err == nil {
+		err = chownTo(tmp.Name(), owner)
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), d.path(name))
@@ -236,7 +318,46 @@ func (d *outDir) write(name string, content []byte) (string, error) {
 	return d.path(name), nil
 }
 
-// sweep removes files not handed out for longer than MaxAge.
+// makeOwnedDir makes a caller's subdirectory, mode 0700, owned by owner.
+// Only the server can create entries in the directory above it, so what is
+// there is the server's own doing.
+func makeOwnedDir(dir string, owner *fileOwner) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if owner == nil || (ok && st.Uid == owner.uid && st.Gid == owner.gid) {
+		return nil
+	}
+	if err := chownTo(dir, owner); err != nil {
+		os.Remove(dir) // empty: the caller gets no directory it cannot read
+		return err
+	}
+	return nil
+}
+
+// chownTo gives path to owner. A server running as the owner's uid has
+// nothing to give; any other non-root server cannot.
+func chownTo(path string, owner *fileOwner) error {
+	if owner == nil || int(owner.uid) == os.Geteuid() {
+		return nil
+	}
+	err := os.Lchown(path, int(owner.uid), int(owner.gid))
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: this server runs as uid %d, which may not give files to uid %d (run it as root, or with CAP_CHOWN and CAP_DAC_OVERRIDE); or ask for the events inline (GetEventlogRequest.inline), which needs no file", errCannotChown, os.Geteuid(), owner.uid)
+	}
+	return err
+}
+
+// sweep removes files not handed out for longer than MaxAge, and the
+// subdirectories of a private directory left empty.
 func (d *outDir) sweep() {
 	now := d.now()
 	var old []string
@@ -250,4 +371,25 @@ func (d *outDir) sweep() {
 	}
 	d.mu.Unlock()
 	d.remove(old)
+	if d.nested {
+		d.removeEmptySubdirs()
+	}
+}
+
+func (d *outDir) removeEmptySubdirs() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	used := map[string]bool{}
+	for name := range d.files {
+		used[filepath.Dir(name)] = true
+	}
+	for sub, writing := range d.subdirs {
+		if writing == 0 && !used[sub] {
+			// Under the lock: no put can start writing into it meanwhile.
+			// A directory holding files the server does not know stays.
+			if err := os.Remove(filepath.Join(d.dir, sub)); err == nil || errors.Is(err, fs.ErrNotExist) {
+				delete(d.subdirs, sub)
+			}
+		}
+	}
 }

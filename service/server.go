@@ -11,13 +11,19 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/peercred"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
 // NewGRPCServer returns a gRPC server carrying the Eventlog service, the
 // grpc.health.v1 service and reflection (so grpcurl needs no proto file).
 // Health starts NOT_SERVING; WatchHealth sets it from the sources.
+//
+// Its transport credentials record each Unix socket connection's peer
+// (peercred), which container-level requests are attributed by; clients
+// connect as with insecure credentials.
 func (s *Service) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append([]grpc.ServerOption{grpc.Creds(peercred.NewCredentials())}, opts...)
 	opts = append(opts, grpc.ChainUnaryInterceptor(s.logRequests))
 	g := grpc.NewServer(opts...)
 	eventlogpb.RegisterEventlogServer(g, s)
@@ -67,8 +73,19 @@ func (s *Service) logRequests(ctx context.Context, req any, info *grpc.UnaryServ
 			slog.Int("start", int(r.StartPosition)),
 			slog.Int("count", int(r.Count)),
 			slog.String("format", r.Format.String()))
+		if r.Inline {
+			attrs = append(attrs, slog.Bool("inline", true))
+		}
 		if reply, ok := resp.(*eventlogpb.GetEventlogReply); ok && err == nil {
 			attrs = append(attrs, slog.Int("events", int(reply.EventCount)), slog.String("file", reply.EventlogDataLoc))
+		}
+	case *eventlogpb.RecordEventRequest:
+		attrs = append(attrs,
+			slog.String("eventlog_category", r.EventlogCategory.String()),
+			slog.Uint64("event_type", uint64(r.EventType)),
+			slog.Int("data_bytes", len(r.Data)))
+		if reply, ok := resp.(*eventlogpb.RecordEventReply); ok && err == nil {
+			attrs = append(attrs, slog.String("container", reply.ContainerId), slog.Int("event", int(reply.EventNum)), slog.Int("log_event", int(reply.LogEventNum)))
 		}
 	case *eventlogpb.VerifyEventlogRequest:
 		attrs = append(attrs,
@@ -100,6 +117,9 @@ func (s *Service) Sweep(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			s.out.sweep()
+			if s.saasOut != nil {
+				s.saasOut.sweep()
+			}
 		}
 	}
 }

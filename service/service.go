@@ -1,6 +1,12 @@
 // Package service implements the Eventlog gRPC service: it reads each
 // category's log from its hwsource.Source, selects the events a request asks
 // for, and writes them to a file under the output directory.
+//
+// Container-level (SAAS) events are recorded by containers on the node
+// (RecordEvent) into each category's runtime register, through sources that
+// are hwsource.Extenders, and kept in a runtime log in the state directory
+// (see runtime.go). The caller's container is told from the Unix socket's
+// peer credentials and its cgroups (saas.go), never from the request.
 package service
 
 import (
@@ -19,6 +25,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 )
 
 // Options configure a Service.
@@ -26,6 +33,9 @@ type Options struct {
 	OutputDir string
 	Limits    DirLimits
 	Logger    *slog.Logger
+	// Runtime configures container-level events; they are off without a
+	// state directory.
+	Runtime RuntimeOptions
 }
 
 // Service implements eventlogpb.EventlogServer.
@@ -36,6 +46,12 @@ type Service struct {
 	out     *outDir
 	replies replyCache
 	log     *slog.Logger
+
+	// Container-level events (saas.go, runtime.go).
+	rtOpts  RuntimeOptions
+	rtDir   *runtimelog.Dir // nil when they are off
+	saasOut *outDir         // per-container files, under OutputDir/containers
+	saasKey []byte          // names the per-container directories
 }
 
 // New returns a service serving the given sources. A category without a
@@ -45,28 +61,61 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger}
+	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger, rtOpts: opts.Runtime}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if err := s.rtOpts.setDefaults(); err != nil {
+		return nil, err
+	}
+	rtOff := s.openRuntime(opts)
 	for cat, src := range sources {
-		s.logs[cat] = &logCache{src: src}
+		c := &logCache{src: src, rtOff: rtOff}
+		if ext, ok := src.(hwsource.Extender); ok && rtOff == nil {
+			c.rt = &runtimeLog{src: ext, kind: src.Kind(), index: runtimeRegister(src.Kind()), dir: s.rtDir, opts: &s.rtOpts, log: s.log, paas: &c.parsed}
+		} else if rtOff == nil {
+			c.rtOff = fmt.Errorf("its source (%s) cannot extend registers", src.Name())
+		}
+		s.logs[cat] = c
 	}
 	return s, nil
+}
+
+// Close releases the state directory. The gRPC server must be stopped first.
+func (s *Service) Close() error {
+	if s.rtDir == nil {
+		return nil
+	}
+	for _, c := range s.logs {
+		if c.rt != nil {
+			c.rt.close()
+		}
+	}
+	return s.rtDir.Close()
 }
 
 // logCache holds a category's parsed log. Firmware logs do not change after
 // boot, so a log is read once; a failed read is not cached, so a source that
 // appears later (staged by an init container, a permission fixed) is picked up.
+//
+// With container-level events, the log is the boot log followed by every
+// runtime event recorded since boot: rt publishes a new one with each event.
 type logCache struct {
 	src    hwsource.Source
 	mu     sync.Mutex
 	parsed atomic.Pointer[parsedLog]
+	// rt keeps the category's container-level events; nil when they are
+	// off, and rtOff says why.
+	rt    *runtimeLog
+	rtOff error
 }
 
 type parsedLog struct {
 	log  *eventlog.Log
 	json eventlog.JSONOptions
+	// gen counts the runtime events in log: replies cached for one
+	// generation are not handed out for another.
+	gen uint64
 }
 
 func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
@@ -91,6 +140,11 @@ func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	p := &parsedLog{log: l, json: eventlog.JSONOptions{Kind: c.src.Kind(), Address: raw.Address}}
+	if c.rt != nil {
+		// The runtime log is checked against the register before the
+		// first reply: a record a crash left half done is settled here.
+		p = c.rt.open(ctx, p)
+	}
 	c.parsed.Store(p)
 	return p, nil
 }
@@ -101,6 +155,7 @@ type replyKey struct {
 	category    eventlogpb.CATEGORY
 	format      eventlogpb.FORMAT
 	first, last int
+	gen         uint64
 }
 
 // replyCache remembers recent replies so that a repeated request costs a map
@@ -150,7 +205,7 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 		return nil, err
 	}
 	if req.EventlogLevel == eventlogpb.LEVEL_SAAS {
-		return nil, status.Error(codes.Unimplemented, "container-level (SAAS) event logs are not implemented yet; ask for PAAS (eventlog_level 0)")
+		return s.getContainerEventlog(ctx, req)
 	}
 	cache := s.logs[req.EventlogCategory]
 	if cache == nil {
@@ -164,9 +219,13 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	if err != nil {
 		return nil, err
 	}
-	key := replyKey{category: req.EventlogCategory, format: req.Format}
+	key := replyKey{category: req.EventlogCategory, format: req.Format, gen: p.gen}
 	if len(events) > 0 {
 		key.first, key.last = events[0].Num, events[len(events)-1].Num
+	}
+	if req.Inline {
+		c := s.encode(p, events, key, cache.src)
+		return withContent(c.reply, c.content), nil
 	}
 	if c := s.replies.get(key); c != nil {
 		if path, ok := s.out.reuse(c.name); ok {
@@ -198,20 +257,29 @@ func withPath(r *eventlogpb.GetEventlogReply, path string) *eventlogpb.GetEventl
 	return out
 }
 
+// withContent is a reply carrying the content instead of a file's path.
+func withContent(r *eventlogpb.GetEventlogReply, content []byte) *eventlogpb.GetEventlogReply {
+	out := withPath(r, "")
+	out.EventlogData = content
+	return out
+}
+
 type encoded struct {
 	cachedReply
 	content []byte
 }
 
-func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, src hwsource.Source) encoded {
-	var content []byte
-	ext := "json"
-	if key.format == eventlogpb.FORMAT_TCG_RAW {
-		content = eventlog.AppendRaw(nil, p.log, events)
-		ext = "bin"
-	} else {
-		content = eventlog.AppendCCNPJSON(nil, p.log, events, p.json)
+// encodeEvents writes the header and events of l in a reply's format, and
+// says the file name extension that goes with it.
+func encodeEvents(l *eventlog.Log, o eventlog.JSONOptions, events []eventlog.Event, format eventlogpb.FORMAT) (content []byte, ext string) {
+	if format == eventlogpb.FORMAT_TCG_RAW {
+		return eventlog.AppendRaw(nil, l, events), "bin"
 	}
+	return eventlog.AppendCCNPJSON(nil, l, events, o), "json"
+}
+
+func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, src hwsource.Source) encoded {
+	content, ext := encodeEvents(p.log, p.json, events, key.format)
 	sum := sha256.Sum256(content)
 	digest := hex.EncodeToString(sum[:])
 	cat := strings.ToLower(strings.TrimSuffix(key.category.String(), "_EVENTLOG"))

@@ -1,0 +1,274 @@
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/peercred"
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
+)
+
+// Container-level events, as callers see them:
+//
+//   - RecordEvent measures an event for the calling container: the server
+//     computes its digests, appends it to the category's runtime log, then
+//     extends the runtime register (runtime.go).
+//   - GetEventlog with SAAS returns the calling container's own events, with
+//     the boot log's Spec ID header, numbered 1..n, in the same formats and
+//     with the same paging as PAAS; PAAS returns the boot log followed by
+//     every container's runtime events, so its replay gives the live
+//     register.
+//
+// The caller is the process at the other end of the Unix socket, from the
+// kernel (SO_PEERCRED, with a pidfd that proves the pid still names it), and
+// its container from that process's cgroups. Nothing in the request says who
+// the caller is.
+//
+// A container's files are private to the calling uid: they go to
+// <output-dir>/containers/<dir>/, where <dir> (mode 0700) and the files
+// (0400) belong to the caller's uid, and <dir> is a keyed hash of the
+// container ID and uid. The containers directory is 0711: it can be crossed
+// but not listed, so other containers, even under the same uid, can neither
+// list nor compute the path (container IDs are no secret: the node and the
+// API server show them). Giving a file to another uid takes root (or
+// CAP_CHOWN and CAP_DAC_OVERRIDE); a server without it serves files only to
+// callers of its own uid, and tells the others to ask for inline content,
+// which never touches the disk.
+
+// caller is who made a request.
+type caller struct {
+	pid       int
+	uid, gid  uint32
+	container containerid.Container
+}
+
+// openRuntime opens the state directory and the per-container output
+// directory. It returns why container-level events are off, or nil.
+func (s *Service) openRuntime(opts Options) error {
+	o := &s.rtOpts
+	if o.StateDir == "" {
+		return errors.New("the server runs without a state directory (--state-dir)")
+	}
+	dir, err := runtimelog.OpenDir(o.StateDir)
+	if err != nil {
+		s.log.Error("container-level events off", "err", err)
+		return err
+	}
+	key, err := loadKey(filepath.Join(o.StateDir, "saas-dir-key"))
+	if err == nil {
+		limits := opts.Limits
+		limits.MaxBytes = o.OutputBytes
+		s.saasOut, err = openPrivateDir(filepath.Join(opts.OutputDir, "containers"), limits)
+	}
+	if err != nil {
+		dir.Close()
+		s.log.Error("container-level events off", "err", err)
+		return err
+	}
+	s.rtDir, s.saasKey = dir, key
+	return nil
+}
+
+// loadKey reads the key that names per-container directories, creating it
+// on first use. It is kept so that the directories keep their names, and the
+// paths handed out stay valid, across restarts.
+func loadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	if err := os.WriteFile(path, key, 0o600); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// containerDir names a caller's directory under the containers directory.
+func (s *Service) containerDir(c *caller) string {
+	m := hmac.New(sha256.New, s.saasKey)
+	m.Write([]byte(c.container.ID))
+	m.Write([]byte{0})
+	m.Write([]byte(strconv.FormatUint(uint64(c.uid), 10)))
+	return hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+// identify finds the calling process and its container.
+func (s *Service) identify(ctx context.Context) (*caller, error) {
+	a, ok := peercred.FromContext(ctx)
+	if !ok {
+		return nil, &identityError{unauthenticated: true, err: errors.New("container-level requests must come over the server's Unix socket, whose peer credentials say who calls")}
+	}
+	if a.PID == 0 {
+		return nil, &identityError{err: fmt.Errorf("the calling process (uid %d) runs in a PID namespace this server cannot see, so its container cannot be told: run the server in the host's PID namespace (hostPID: true)", a.UID)}
+	}
+	ctr, err := containerid.OfProcess(s.rtOpts.ProcRoot, a.PID)
+	// Only now is it known that what was read belongs to the caller: its
+	// pid cannot have been reused while it still runs.
+	if aerr := a.Alive(); aerr != nil {
+		return nil, &identityError{err: fmt.Errorf("process %d: %w", a.PID, aerr)}
+	}
+	switch {
+	case errors.Is(err, containerid.ErrNotInContainer):
+		return nil, &identityError{err: fmt.Errorf("container-level (SAAS) event logs belong to containers, and the calling process is in none: %w", err)}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, &identityError{err: fmt.Errorf("the calling process %d is not under %s, though it runs: the server does not see the host's processes (it needs hostPID: true, and --proc-root the host's /proc): %w", a.PID, s.rtOpts.ProcRoot, err)}
+	case err != nil:
+		return nil, &identityError{err: err}
+	}
+	return &caller{pid: a.PID, uid: a.UID, gid: a.GID, container: ctr}, nil
+}
+
+// runtimeFor returns the category's runtime log, opened.
+func (s *Service) runtimeFor(ctx context.Context, cat eventlogpb.CATEGORY) (*logCache, error) {
+	cache := s.logs[cat]
+	if cache == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source (its start-up log says why)", cat)
+	}
+	if cache.rt == nil {
+		return nil, &runtimeUnavailableError{kind: cache.src.Kind(), err: cache.rtOff}
+	}
+	if _, err := cache.get(ctx); err != nil {
+		return nil, err
+	}
+	return cache, nil
+}
+
+// RecordEvent implements the Eventlog service.
+func (s *Service) RecordEvent(ctx context.Context, req *eventlogpb.RecordEventRequest) (*eventlogpb.RecordEventReply, error) {
+	reply, err := s.recordEvent(ctx, req)
+	return reply, toStatus(err)
+}
+
+func (s *Service) recordEvent(ctx context.Context, req *eventlogpb.RecordEventRequest) (*eventlogpb.RecordEventReply, error) {
+	if _, ok := eventlogpb.CATEGORY_name[int32(req.EventlogCategory)]; !ok {
+		return nil, invalidRequest("unknown eventlog_category %d: use 0 (TDX_EVENTLOG) or 1 (TPM_EVENTLOG)", req.EventlogCategory)
+	}
+	typ := eventlog.EventType(req.EventType)
+	if typ == 0 {
+		typ = eventlog.EvEventTag
+	}
+	if typ == eventlog.EvNoAction {
+		return nil, invalidRequest("event_type 3 (EV_NO_ACTION) is never extended into a register: a runtime event must be measured")
+	}
+	if len(req.Data) == 0 {
+		return nil, invalidRequest("data is empty: there is nothing to measure")
+	}
+	if len(req.Data) > s.rtOpts.MaxEventSize {
+		return nil, &limitError{fmt.Sprintf("event data of %d bytes exceeds the %d a container-level event may hold (--saas-max-event-size): measure a digest of it instead", len(req.Data), s.rtOpts.MaxEventSize)}
+	}
+	c, err := s.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := s.runtimeFor(ctx, req.EventlogCategory)
+	if err != nil {
+		return nil, err
+	}
+	r, err := cache.rt.record(ctx, c, typ, req.Data)
+	if err != nil {
+		return nil, err
+	}
+	reply := &eventlogpb.RecordEventReply{
+		EventNum:    uint32(r.ownNum),
+		LogEventNum: uint32(r.event.Num),
+		Register:    cache.src.Kind().RegisterName(r.event.Index),
+		Index:       r.event.Index,
+		EventType:   uint32(r.eventType),
+		Digests:     map[string]string{},
+		ContainerId: c.container.ID,
+		Simulated:   cache.src.Simulated(),
+	}
+	for _, d := range r.event.Digests {
+		reply.Digests[d.Alg.String()] = hex.EncodeToString(d.Value)
+	}
+	return reply, nil
+}
+
+// getContainerEventlog serves GetEventlog for SAAS: the calling container's
+// own events.
+func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetEventlogRequest) (*eventlogpb.GetEventlogReply, error) {
+	c, err := s.identify(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := s.runtimeFor(ctx, req.EventlogCategory)
+	if err != nil {
+		return nil, err
+	}
+	rt := cache.rt
+	view := rt.current()
+	var l *eventlog.Log
+	if own := view.containers[c.container.ID]; own != nil {
+		l = own.log
+	} else {
+		// No event yet: the header alone, still a self-describing log.
+		if rt.boot == nil || !rt.boot.log.Agile() {
+			return nil, &runtimeUnavailableError{kind: rt.kind, err: view.disabled}
+		}
+		if l, err = eventlog.Parse(rt.boot.log.Header.Raw); err != nil {
+			return nil, err
+		}
+	}
+	events, err := l.Slice(int(req.StartPosition), int(req.Count))
+	if err != nil {
+		return nil, err
+	}
+	content, ext := encodeEvents(l, eventlog.JSONOptions{Kind: rt.kind}, events, req.Format)
+	sum := sha256.Sum256(content)
+	digest := hex.EncodeToString(sum[:])
+	reply := &eventlogpb.GetEventlogReply{
+		EventCount:  uint32(len(events)),
+		TotalEvents: uint32(len(l.Events)),
+		Format:      req.Format,
+		Sha256:      digest,
+		Source:      fmt.Sprintf("container %s's %s events in %s (runtime log %s)", short(c.container.ID), rt.kind.RegisterName(rt.index), cache.src.Name(), view.journal),
+		Simulated:   cache.src.Simulated(),
+	}
+	first, last := 0, 0
+	if len(events) > 0 {
+		first, last = events[0].Num, events[len(events)-1].Num
+		reply.FirstEvent = uint32(first)
+	}
+	if req.Inline {
+		reply.EventlogData = content
+		return reply, nil
+	}
+	cat := map[eventlog.Kind]string{eventlog.TDX: "tdx", eventlog.TPM: "tpm"}[rt.kind]
+	name := fmt.Sprintf("%s/%ssaas-%s-%d-%d-%s.%s", s.containerDir(c), filePrefix, cat, first, last, digest[:16], ext)
+	path, err := s.saasOut.putOwned(name, content, &fileOwner{uid: c.uid, gid: c.gid})
+	if err != nil {
+		return nil, err
+	}
+	reply.EventlogDataLoc = path
+	return reply, nil
+}
+
+// close closes the journal. The gRPC server is stopped: nothing records.
+func (rt *runtimeLog) close() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.journal != nil {
+		rt.journal.Close()
+		rt.journal = nil
+	}
+}
