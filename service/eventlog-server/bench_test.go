@@ -59,7 +59,9 @@ func startServer(b testing.TB, env ...string) *serverProcess {
 	s.cmd.Env = append(os.Environ(), benchServerEnv+"=1",
 		"EVENTLOG_HWSOURCE=simulated",
 		"EVENTLOG_SOCKET="+s.socket,
-		"EVENTLOG_OUTPUT_DIR="+s.outDir)
+		"EVENTLOG_OUTPUT_DIR="+s.outDir,
+		// Not the default under /var/lib: tests keep to their directory.
+		"EVENTLOG_STATE_DIR="+filepath.Join(dir, "state"))
 	s.cmd.Env = append(s.cmd.Env, env...)
 	// Request logging stays on, as in production; its lines go nowhere
 	// unless BENCH_SERVER_STDERR names a file for them (with

@@ -36,7 +36,14 @@ type serveConfig struct {
 	healthWait time.Duration
 	simTDX     simulator.TDXConfig
 	simTPM     simulator.TPMConfig
+	runtime    service.RuntimeOptions
 }
+
+// crashPointEnv names the environment variable that makes the server kill
+// itself at a point of recording a container-level event, for the e2e
+// crash-recovery specs only; see service.RuntimeOptions.CrashPoint. It is
+// not a flag, so that --help does not offer it.
+const crashPointEnv = "EVENTLOG_TEST_CRASH_POINT"
 
 func runServe(args []string) int {
 	fs := newFlagSet("serve", "eventlog-server [serve] [flags]")
@@ -57,6 +64,14 @@ func runServe(args []string) int {
 	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
 	fs.IntVar(&c.simTPM.Events, "sim-tpm-events", simulator.DefaultTPMEvents, "simulated hardware: events in the TPM log")
 	fs.IntVar(&c.simTDX.AreaSize, "sim-area-size", simulator.DefaultAreaSize, "simulated hardware: size of the CCEL log area in bytes (at most 1 MiB)")
+	fs.StringVar(&c.simTDX.StateFile, "sim-tdx-state", "", "simulated hardware: file keeping the simulated RTMRs across restarts, as a real TD keeps them while servers come and go (empty: every start is a new simulated boot)")
+	fs.StringVar(&c.runtime.StateDir, "state-dir", "/var/lib/ccnp-eventlog", "directory of the runtime logs of container-level (SAAS) events; it must survive server restarts (a host directory). Empty turns container-level events off")
+	fs.StringVar(&c.runtime.ProcRoot, "proc-root", "/proc", "proc filesystem the callers' cgroups are read from, to tell their containers; in a pod it must show the host's processes (hostPID)")
+	fs.IntVar(&c.runtime.MaxEvents, "saas-max-events", service.DefaultMaxEvents, "most container-level events one container may record")
+	fs.Int64Var(&c.runtime.MaxBytes, "saas-max-bytes", service.DefaultMaxBytes, "most bytes of event data one container may record in all")
+	fs.IntVar(&c.runtime.MaxEventSize, "saas-max-event-size", service.DefaultMaxEventSize, "most bytes of data in one container-level event")
+	fs.Int64Var(&c.runtime.MaxLogBytes, "runtime-max-bytes", service.DefaultMaxLogBytes, "most bytes a category's runtime log may take (every container's events since boot, kept in memory and in --state-dir)")
+	fs.Int64Var(&c.runtime.OutputBytes, "saas-max-dir-bytes", service.DefaultOutputBytes, "most bytes the per-container files may take together, in <output-dir>/containers")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -65,6 +80,7 @@ func runServe(args []string) int {
 		return 2
 	}
 	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
+	c.runtime.CrashPoint = os.Getenv(crashPointEnv)
 	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
@@ -130,10 +146,11 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime})
 	if err != nil {
 		return err
 	}
+	defer svc.Close()
 	lis, err := service.ListenUnix(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
@@ -146,7 +163,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	go svc.WatchHealth(ctx, hs, c.healthWait)
 	go svc.Sweep(ctx, min(c.limits.MinLifetime, time.Minute))
 
-	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root)
+	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
 	select {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha512"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestRecord runs the record and get subcommands as a container would,
+// against a server process that reads this test process's cgroup from a
+// fake /proc: the server learns the caller's pid from the socket, as always.
+func TestRecord(t *testing.T) {
+	const id = "5f0e2d1c3b4a59687766554433221100ffeeddccbbaa99887766554433221100"
+	proc := t.TempDir()
+	self := filepath.Join(proc, strconv.Itoa(os.Getpid()))
+	os.MkdirAll(self, 0o755)
+	if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::/system.slice/docker-"+id+".scope\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, "EVENTLOG_PROC_ROOT="+proc)
+
+	var out bytes.Buffer
+	if code := record([]string{"--socket", s.socket, "--data", "config v1"}, nil, &out); code != 0 {
+		t.Fatalf("record: exit %d", code)
+	}
+	sum := sha512.Sum384([]byte("config v1"))
+	if !regexp.MustCompile(`^event 1 of container ` + id + `, extended into RTMR3 \(event \d+ of the platform log\)\n  sha384 ` + hex.EncodeToString(sum[:]) + `\n$`).MatchString(out.String()) {
+		t.Errorf("record printed:\n%s", out.String())
+	}
+
+	out.Reset()
+	data := filepath.Join(t.TempDir(), "blob")
+	os.WriteFile(data, []byte("a binary\x00blob"), 0o644)
+	if code := record([]string{"--socket", s.socket, "--data-file", data, "--type", "13", "-o", "json"}, nil, &out); code != 0 {
+		t.Fatalf("record --data-file: exit %d", code)
+	}
+	if !regexp.MustCompile(`"eventNum":\s+2,`).MatchString(out.String()) || !regexp.MustCompile(`"eventType":\s+13,`).MatchString(out.String()) {
+		t.Errorf("record -o json printed:\n%s", out.String())
+	}
+	out.Reset()
+	if code := record([]string{"--socket", s.socket, "--data-file", "-"}, strings.NewReader("from stdin"), &out); code != 0 {
+		t.Fatalf("record --data-file -: exit %d", code)
+	}
+
+	// The container's own log, through the get subcommand.
+	out.Reset()
+	if code := get([]string{"--socket", s.socket, "--level", "saas", "-o", "table"}, &out); code != 0 {
+		t.Fatalf("get --level saas: exit %d", code)
+	}
+	rows := regexp.MustCompile(`(?m)^([123])\s+RTMR3\s+(EV_\w+)\s+(\d+)\s+sha384:`).FindAllStringSubmatch(out.String(), -1)
+	if len(rows) != 3 || rows[0][2] != "EV_EVENT_TAG" || rows[1][2] != "EV_IPL" || rows[1][3] != "13" {
+		t.Errorf("the container's events:\n%s", out.String())
+	}
+
+	for _, bad := range [][]string{
+		{"--socket", s.socket}, // no data
+		{"--socket", s.socket, "--data", "x", "--data-file", data}, // both
+		{"--socket", s.socket, "--data", "x", "-o", "yaml"},
+		{"--socket", s.socket, "--data", "x", "--category", "sgx"},
+	} {
+		if code := record(bad, nil, &out); code != 2 {
+			t.Errorf("record %v: exit %d, want 2", bad, code)
+		}
+	}
+	// The server's refusal is printed with its code.
+	if code := record([]string{"--socket", s.socket, "--data", "x", "--type", "3"}, nil, &out); code != 1 {
+		t.Errorf("EV_NO_ACTION: exit %d, want 1", code)
+	}
+}
