@@ -102,6 +102,7 @@ func get(args []string, stdout io.Writer) int {
 	count := fs.Int("count", 0, "at most this many events (0: all the rest)")
 	format := fs.String("format", "json", "format of the file the server writes: json (CCNP JSON) or raw (TCG binary)")
 	output := fs.String("o", "path", "what to print: path (of the returned file), table or json (the events, decoded here)")
+	inline := fs.Bool("inline", false, "have the events sent in the reply, not written to a file (the private way for --level saas); -o path then prints the content itself")
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(err)
 	}
@@ -124,13 +125,17 @@ func get(args []string, stdout io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	reply, err := client.GetEventlog(ctx, &eventlogpb.GetEventlogRequest{
-		EventlogLevel: level, EventlogCategory: cat, StartPosition: int32(*start), Count: int32(*count), Format: f,
+		EventlogLevel: level, EventlogCategory: cat, StartPosition: int32(*start), Count: int32(*count), Format: f, Inline: *inline,
 	})
 	if err != nil {
 		return clientError("get", err)
 	}
 	switch *output {
 	case "path":
+		if *inline {
+			stdout.Write(reply.EventlogData)
+			return 0
+		}
 		fmt.Fprintln(stdout, reply.EventlogDataLoc)
 		return 0
 	case "table", "json":
@@ -154,12 +159,16 @@ func kindOf(cat eventlogpb.CATEGORY) eventlog.Kind {
 	return eventlog.TPM
 }
 
-// printEvents decodes the raw file the server returned and prints its events.
+// printEvents decodes the raw file (or inline content) the server returned
+// and prints its events.
 func printEvents(w io.Writer, reply *eventlogpb.GetEventlogReply, cat eventlogpb.CATEGORY, output string) int {
-	b, err := os.ReadFile(reply.EventlogDataLoc)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "get:", err)
-		return 1
+	b := reply.EventlogData
+	if reply.EventlogDataLoc != "" {
+		var err error
+		if b, err = os.ReadFile(reply.EventlogDataLoc); err != nil {
+			fmt.Fprintln(os.Stderr, "get:", err)
+			return 1
+		}
 	}
 	l, err := eventlog.Parse(b)
 	if err != nil {

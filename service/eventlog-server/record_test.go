@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 )
 
 // TestRecord runs the record and get subcommands as a container would,
@@ -56,6 +58,22 @@ func TestRecord(t *testing.T) {
 	rows := regexp.MustCompile(`(?m)^([123])\s+RTMR3\s+(EV_\w+)\s+(\d+)\s+sha384:`).FindAllStringSubmatch(out.String(), -1)
 	if len(rows) != 3 || rows[0][2] != "EV_EVENT_TAG" || rows[1][2] != "EV_IPL" || rows[1][3] != "13" {
 		t.Errorf("the container's events:\n%s", out.String())
+	}
+
+	// Inline: the events in the reply, no file.
+	out.Reset()
+	if code := get([]string{"--socket", s.socket, "--level", "saas", "--inline", "--format", "raw"}, &out); code != 0 {
+		t.Fatalf("get --inline: exit %d", code)
+	}
+	if l, err := eventlog.Parse(out.Bytes()); err != nil || len(l.Events) != 3 || string(l.Events[2].Data) != "from stdin" {
+		t.Errorf("get --inline --format raw printed no valid log of the 3 events: %v", err)
+	}
+	out.Reset()
+	if code := get([]string{"--socket", s.socket, "--level", "saas", "--inline", "-o", "table"}, &out); code != 0 || !strings.Contains(out.String(), "3 of 3 events") {
+		t.Errorf("get --inline -o table: exit %d\n%s", code, out.String())
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.outDir, "containers")); len(entries) != 1 {
+		t.Errorf("the containers directory holds %d directories: only the one non-inline get writes a file", len(entries))
 	}
 
 	for _, bad := range [][]string{
