@@ -121,14 +121,18 @@ func containAll(subs ...string) types.GomegaMatcher {
 	return SatisfyAll(ms...)
 }
 
-// serverFiles lists the files in a server's output directory.
+// serverFiles lists the regular files in a server's output directory,
+// sorted. Subdirectories are left out: the server may keep other things
+// there (container-level logs).
 func serverFiles(srv Server) []string {
 	GinkgoHelper()
 	entries, err := os.ReadDir(srv.OutputDir())
 	Expect(err).NotTo(HaveOccurred())
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.Name())
+		if e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
 	}
 	return names
 }

@@ -283,13 +283,16 @@ func pathInMessage(err error) string {
 	return m[1]
 }
 
-// dirBytes is the size of the files in a directory.
+// dirBytes is the size of the regular files in a directory.
 func dirBytes(dir string) int64 {
 	GinkgoHelper()
 	entries, err := os.ReadDir(dir)
 	Expect(err).NotTo(HaveOccurred())
 	var total int64
 	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
 		info, err := e.Info()
 		Expect(err).NotTo(HaveOccurred())
 		total += info.Size()

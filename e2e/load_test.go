@@ -90,7 +90,7 @@ var _ = Describe("Serving many clients at once", Label("load"), Ordered, func() 
 			names = append(names, filepath.Base(c.reply.EventlogDataLoc))
 		}
 
-		By("checking that the output directory holds those files and nothing half written")
+		By("checking that the output directory holds those files, and no file half written")
 		slices.Sort(names)
 		Expect(serverFiles(srv)).To(Equal(slices.Compact(names)))
 	})
