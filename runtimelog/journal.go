@@ -209,6 +209,25 @@ func (d *Dir) Open(kind eventlog.Kind, bootID string) (*Journal, Opened, error) 
 	return j, op, nil
 }
 
+// ReadFile decodes the journal at path without opening it for appends or
+// repairing it, for tools and tests: its kind, its boot ID, its records, and
+// how many bytes at its end are a torn append that Open would cut off.
+func ReadFile(path string) (kind eventlog.Kind, bootID string, records []Record, tornBytes int64, err error) {
+	b, err := readLimited(path, maxJournal)
+	if err != nil {
+		return 0, "", nil, 0, err
+	}
+	n, kind, bootID, err := parseHeader(b)
+	if err != nil {
+		return 0, "", nil, 0, &CorruptError{path, 0, err.Error()}
+	}
+	records, valid, err := parseEntries(path, b, n)
+	if err != nil {
+		return 0, "", nil, 0, err
+	}
+	return kind, bootID, records, int64(len(b)) - valid, nil
+}
+
 // create writes a new journal holding only its header, atomically: a crash
 // leaves either no journal or a complete header.
 func create(path string, kind eventlog.Kind, bootID string) (*Journal, error) {

@@ -173,6 +173,16 @@ func TestTornLastAppend(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// ReadFile sees the same, and repairs nothing.
+			kind, boot, records, tornBytes, err := runtimelog.ReadFile(path)
+			if err != nil || kind != eventlog.TDX || boot != boot1 || tornBytes == 0 {
+				t.Fatalf("ReadFile: %v %q %d torn bytes, %v", kind, boot, tornBytes, err)
+			}
+			sameRecords(t, records, want)
+			if fi, _ := os.Stat(path); fi.Size() == good {
+				t.Error("ReadFile cut the file")
+			}
+
 			j, op := open(t, d, boot1)
 			sameRecords(t, op.Records, want)
 			if op.TornBytes == 0 {
