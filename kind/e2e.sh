@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make e2e`: the e2e suite on a kind cluster.
+#
+#   1. kind/up.sh: images, cluster (reused when it exists), both releases;
+#   2. the Ginkgo suite in e2e/ with E2E_TARGET=kind: from this host through
+#      the sockets the node exposes (build/kind/node/...), and in the cluster;
+#   3. when anything fails, kind/dump.sh prints the pods' logs and
+#      `kubectl describe` output.
+#
+# The cluster is left running, for the next run and for a look at it;
+# `make e2e-down` deletes it.
+#
+# usage: kind/e2e.sh [ginkgo flags...]   e.g. kind/e2e.sh --focus=restart
+set -o errexit -o nounset -o pipefail
+
+# shellcheck source=kind/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "${REPO_ROOT}"
+
+START="${SECONDS}"
+
+on_exit() {
+	local rc=$?
+	local took=$((SECONDS - START))
+	if ((rc != 0)); then
+		log "make e2e FAILED (exit ${rc}) after ${took}s; diagnostics follow"
+		kind/dump.sh || true
+		log "make e2e FAILED (exit ${rc}) after ${took}s"
+	else
+		log "make e2e PASSED in ${took}s"
+	fi
+	if cluster_exists; then
+		info "the cluster ${KIND_CLUSTER_NAME} is still up: export KUBECONFIG=${KUBECONFIG}"
+		info "make e2e-down deletes it"
+	fi
+	exit "${rc}"
+}
+
+run_suite() {
+	log "running the e2e suite (E2E_TARGET=kind)"
+	mkdir -p "${ARTIFACTS}"
+	# The server under test is the image; the suite builds no -race server.
+	E2E_TARGET=kind E2E_KIND_TARGET_FILE="${TARGET_FILE}" E2E_RACE=0 build_nice \
+		go tool -modfile=tools/go.mod ginkgo run \
+		-v --timeout=20m \
+		--output-dir="${ARTIFACTS}" --junit-report=junit.xml \
+		"$@" ./e2e
+}
+
+main() {
+	trap on_exit EXIT
+	kind/up.sh
+	run_suite "$@"
+}
+
+main "$@"
