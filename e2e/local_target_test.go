@@ -124,7 +124,10 @@ func serverArgs(socket, outDir string, cfg ServerConfig) []string {
 	if cfg.DrainTimeout != 0 {
 		args = append(args, "--drain-timeout="+cfg.DrainTimeout.String())
 	}
-	return args
+	// Each server keeps its runtime logs in its own directory, not in the
+	// machine's /var/lib (ExtraArgs may name another).
+	args = append(args, "--state-dir="+filepath.Join(filepath.Dir(filepath.Dir(socket)), "state"))
+	return append(args, cfg.ExtraArgs...)
 }
 
 // localServer is one server process (one at a time: Restart starts a new
@@ -158,7 +161,7 @@ func (s *localServer) start() {
 
 	cmd := exec.Command(s.bin.Server, s.args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = commandEnv()
+	cmd.Env = append(commandEnv(), s.cfg.Env...)
 	// Pdeathsig: a server must not outlive a suite that is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if s.cfg.Unprivileged && os.Geteuid() == 0 {

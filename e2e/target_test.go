@@ -57,6 +57,10 @@ type ServerConfig struct {
 	// output directory: a second server on the same node (needs
 	// FeatureSharedSocket).
 	SocketOf Server
+	// ExtraArgs are more server flags, after those the fields above make.
+	ExtraArgs []string
+	// Env is more of the server's environment (NAME=value).
+	Env []string
 }
 
 // Hardware is one of two things: simulated hardware inside the server
