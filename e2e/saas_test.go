@@ -352,8 +352,17 @@ func requireContainerCallers() {
 	if os.Geteuid() != 0 {
 		Skip("making cgroups and moving processes into them needs root")
 	}
-	if len(cgroupHierarchies()) == 0 {
+	hs := cgroupHierarchies()
+	if len(hs) == 0 {
 		Skip("no writable cgroup hierarchy is mounted")
+	}
+	// Mounted read-write is not enough in a container without the rights.
+	for _, h := range hs {
+		probe := filepath.Join(h.dir, "ccnp-e2e-probe-"+randomHex(4))
+		if err := os.Mkdir(probe, 0o755); err != nil {
+			Skip(fmt.Sprintf("cannot make cgroups in %s: %v", h.dir, err))
+		}
+		Expect(os.Remove(probe)).To(Succeed())
 	}
 }
 
