@@ -172,6 +172,10 @@ func (rt *runtimeLog) disable(err error) {
 // appended. Problems disable recording but never the platform log: the boot
 // log is returned with whatever runtime events could be loaded.
 func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
+	// Whoever's request opens the log, its going away must not cut the
+	// check short: a failed open disables recording until a restart.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	rt.boot = boot
