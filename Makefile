@@ -41,7 +41,8 @@ else
 endif
 
 run: build
-	$(BIN) --hwsource=$(HWSOURCE) --socket=$(RUN_DIR)/eventlog.sock --output-dir=$(RUN_DIR)/eventlog
+	$(BIN) --hwsource=$(HWSOURCE) --socket=$(RUN_DIR)/eventlog.sock --output-dir=$(RUN_DIR)/eventlog \
+		--state-dir=$(RUN_DIR)/state --sim-tdx-state=$(RUN_DIR)/state/simulated-tdx-rtmrs.json
 
 test: unit e2e-local
 

@@ -213,6 +213,9 @@ func (t *TDX) save(rtmrs eventlog.Bank) error {
 // of the directory.
 func writeFileSync(path string, content []byte) error {
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
