@@ -39,12 +39,14 @@ func init() {
 
 // kindDeployment is build/kind/target.json.
 type kindDeployment struct {
-	Cluster     string `json:"cluster"`
-	Kubeconfig  string `json:"kubeconfig"`
-	NodeDir     string `json:"nodeDir"`
-	ServerImage string `json:"serverImage"`
-	UserImage   string `json:"userImage"`
-	Releases    struct {
+	Cluster    string `json:"cluster"`
+	Kubeconfig string `json:"kubeconfig"`
+	NodeDir    string `json:"nodeDir"`
+	// NodeContainer is the node's docker container.
+	NodeContainer string `json:"nodeContainer"`
+	ServerImage   string `json:"serverImage"`
+	UserImage     string `json:"userImage"`
+	Releases      struct {
 		Simulated kindRelease `json:"simulated"`
 		FakeHost  kindRelease `json:"fakehost"`
 	} `json:"releases"`
@@ -443,5 +445,8 @@ func (s *kindServer) uninstall(ctx context.Context) {
 	_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default")
 	Expect(err).NotTo(HaveOccurred())
 	s.t.mustKubectl(ctx, "-n", s.rel.Namespace, "wait", "--for=delete", "pods", "-l", s.selector(), "--timeout=2m")
-	Expect(os.RemoveAll(s.t.dep.NodeDir + filepath.Dir(s.socketDir))).To(Succeed())
+	// What the pod wrote belongs to root and uid 1000: the node removes it,
+	// as root, so that the suite needs no root here.
+	_, err = s.t.run1(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
+	Expect(err).NotTo(HaveOccurred())
 }

@@ -10,6 +10,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 delete_cluster() {
 	if cluster_exists; then
+		# What the pods wrote there belongs to root and uid 1000: the node,
+		# as root, removes it, so that this needs no root on the host.
+		log "emptying the node's host directories"
+		docker exec "$(node_container)" sh -c \
+			'rm -rf /run/ccnp/uds/* /run/ccnp-eventlog/* /run/ccnp-e2e/*' || true
 		log "deleting cluster ${KIND_CLUSTER_NAME}"
 		kind delete cluster --name "${KIND_CLUSTER_NAME}" --kubeconfig "${KUBECONFIG}"
 	else

@@ -69,15 +69,14 @@ make_node_dirs() {
 
 # check_mounts fails when the node does not see the host directories of its
 # extraMounts, e.g. when build/ was deleted under a running cluster: the
-# node still holds the old, deleted directories.
+# node still holds the old, deleted directories. A directory and the node's
+# view of it are the same inode.
 check_mounts() {
-	local dir token seen
-	token="$(date +%s%N)"
+	local dir here there
 	for dir in /run/ccnp/uds /run/ccnp-eventlog /run/ccnp-e2e /var/lib/ccnp-e2e; do
-		echo "${token}" >"${NODE_DIR}${dir}/.mount-check"
-		seen="$(docker exec "$(node_container)" cat "${dir}/.mount-check" 2>/dev/null || true)"
-		rm -f "${NODE_DIR}${dir}/.mount-check"
-		if [[ "${seen}" != "${token}" ]]; then
+		here="$(stat -c %i "${NODE_DIR}${dir}")"
+		there="$(docker exec "$(node_container)" stat -c %i "${dir}" 2>/dev/null || true)"
+		if [[ "${here}" != "${there}" ]]; then
 			die "the node of cluster ${KIND_CLUSTER_NAME} does not see ${NODE_DIR}${dir} at ${dir}
 (was build/ deleted while it ran?): run make e2e-down, then make e2e"
 		fi
@@ -169,6 +168,7 @@ write_target_file() {
   "cluster": "${KIND_CLUSTER_NAME}",
   "kubeconfig": "${KUBECONFIG}",
   "nodeDir": "${NODE_DIR}",
+  "nodeContainer": "$(node_container)",
   "serverImage": "${SERVER_IMAGE}",
   "userImage": "${E2E_IMAGE}",
   "releases": {
