@@ -336,7 +336,7 @@ func (rt *runtimeLog) confirm(records []runtimelog.Record) error {
 	}
 	rt.raw = raw
 	rt.records = append(rt.records, records...)
-	rt.paas.Store(&parsedLog{log: l, json: rt.boot.json, gen: uint64(len(rt.records))})
+	rt.paas.Store(&parsedLog{log: l, json: rt.boot.json, gen: uint64(len(rt.records)), source: rt.boot.source})
 	rt.view.Store(v)
 	return nil
 }

@@ -116,6 +116,8 @@ type parsedLog struct {
 	// gen counts the runtime events in log: replies cached for one
 	// generation are not handed out for another.
 	gen uint64
+	// source says where the boot log was read: the file, or what is simulated.
+	source string
 }
 
 func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
@@ -139,7 +141,10 @@ func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
-	p := &parsedLog{log: l, json: eventlog.JSONOptions{Kind: c.src.Kind(), Address: raw.Address}}
+	p := &parsedLog{log: l, json: eventlog.JSONOptions{Kind: c.src.Kind(), Address: raw.Address}, source: raw.Path}
+	if p.source == "" {
+		p.source = c.src.Name()
+	}
 	if c.rt != nil {
 		// The runtime log is checked against the register before the
 		// first reply: a record a crash left half done is settled here.
@@ -292,7 +297,7 @@ func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, sr
 				Format:      key.format,
 				Sha256:      digest,
 				FirstEvent:  uint32(key.first),
-				Source:      src.Name(),
+				Source:      p.source,
 				Simulated:   src.Simulated(),
 			},
 		},
@@ -327,7 +332,7 @@ func (s *Service) Check(ctx context.Context) bool {
 			continue
 		}
 		ok = true
-		s.log.Info("source ready", "category", cat.String(), "source", c.src.Name(), "simulated", c.src.Simulated(), "events", len(p.log.Events))
+		s.log.Info("source ready", "category", cat.String(), "source", p.source, "simulated", c.src.Simulated(), "events", len(p.log.Events))
 	}
 	return ok
 }

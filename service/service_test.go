@@ -191,9 +191,10 @@ func TestUpstreamRequestsReturnTheRightEvents(t *testing.T) {
 		cat  eventlogpb.CATEGORY
 		log  *eventlog.Log
 		kind eventlog.Kind
+		path string
 	}{
-		{eventlogpb.CATEGORY_TDX_EVENTLOG, parseCorpus(t, h.tdx, true), eventlog.TDX},
-		{eventlogpb.CATEGORY_TPM_EVENTLOG, parseCorpus(t, h.tpm, false), eventlog.TPM},
+		{eventlogpb.CATEGORY_TDX_EVENTLOG, parseCorpus(t, h.tdx, true), eventlog.TDX, h.tdx},
+		{eventlogpb.CATEGORY_TPM_EVENTLOG, parseCorpus(t, h.tpm, false), eventlog.TPM, h.tpm},
 	} {
 		t.Run(tc.cat.String(), func(t *testing.T) {
 			n := len(tc.log.Events)
@@ -237,8 +238,8 @@ func TestUpstreamRequestsReturnTheRightEvents(t *testing.T) {
 				if sum := sha256.Sum256(content); r.Sha256 != hex.EncodeToString(sum[:]) {
 					t.Errorf("reply sha256 %s does not match the file", r.Sha256)
 				}
-				if r.Simulated || !strings.Contains(r.Source, h.root) {
-					t.Errorf("reply source %q simulated %v: want the host path", r.Source, r.Simulated)
+				if r.Simulated || r.Source != tc.path {
+					t.Errorf("reply source %q simulated %v: want the file read, %s", r.Source, r.Simulated, tc.path)
 				}
 			}
 		})

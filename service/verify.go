@@ -42,7 +42,7 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	reply := &eventlogpb.VerifyEventlogReply{
 		Verified:    report.Verified(),
 		LiveFrom:    cache.src.RegistersFrom(),
-		Source:      cache.src.Name(),
+		Source:      p.source,
 		Simulated:   cache.src.Simulated(),
 		TotalEvents: uint32(len(p.log.Events)),
 	}
