@@ -100,7 +100,10 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 	// TDVF writes the Spec ID header at CC MR index 1 (RTMR0), listing
 	// SHA-384 only.
 	log := eventlog.AppendSpecIDHeader(nil, 1, []eventlog.Alg{eventlog.AlgSHA384})
-	var rtmr [4][rtmrSize]byte // the TDX module starts each RTMR at zero
+	rtmrs := eventlog.Bank{}
+	for i := range 4 {
+		rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), make([]byte, rtmrSize)) // the TDX module starts each RTMR at zero
+	}
 	for _, s := range steps {
 		mr, err := ccMRIndex(s.pcr)
 		if err != nil {
@@ -108,18 +111,14 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 		}
 		digest := sha512.Sum384(s.measured)
 		log = eventlog.AppendEvent2(log, mr, s.typ, []eventlog.Digest{{Alg: eventlog.AlgSHA384, Value: digest[:]}}, s.data)
-		// TDG.MR.RTMR.EXTEND: RTMR = SHA-384(RTMR || digest).
-		h := sha512.New384()
-		h.Write(rtmr[mr-1][:])
-		h.Write(digest[:])
-		h.Sum(rtmr[mr-1][:0])
+		rtmrs.Set(eventlog.AlgSHA384, mr, extendRTMR(rtmrs.Get(eventlog.AlgSHA384, mr), digest[:]))
 	}
 	if len(log) > cfg.AreaSize {
 		return nil, fmt.Errorf("simulated TDX: the log of %d events is %d bytes, more than the %d-byte log area: raise the area size or lower the event count",
 			cfg.Events, len(log), cfg.AreaSize)
 	}
 
-	t := &TDX{cfg: cfg, used: len(log), rtmrs: eventlog.Bank{}}
+	t := &TDX{cfg: cfg, used: len(log), rtmrs: rtmrs}
 	// Unused log area is erased flash: 0xFF.
 	t.area = bytes.Repeat([]byte{0xFF}, cfg.AreaSize)
 	copy(t.area, log)
@@ -136,9 +135,6 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 		LAML:            uint64(cfg.AreaSize),
 		LASA:            t.lasa,
 	}).Marshal()
-	for i := range rtmr {
-		t.rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), slices.Clone(rtmr[i][:]))
-	}
 	if err := t.power(); err != nil {
 		return nil, err
 	}
@@ -310,16 +306,24 @@ func (t *TDX) Extend(ctx context.Context, index uint32, digests []eventlog.Diges
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	h := sha512.New384()
-	h.Write(t.rtmrs.Get(eventlog.AlgSHA384, index))
-	h.Write(digests[0].Value)
 	next := cloneBank(t.rtmrs)
-	next.Set(eventlog.AlgSHA384, index, h.Sum(nil))
+	next.Set(eventlog.AlgSHA384, index, extendRTMR(t.rtmrs.Get(eventlog.AlgSHA384, index), digests[0].Value))
 	if err := t.save(next); err != nil {
 		return err
 	}
 	t.rtmrs = next
 	return nil
+}
+
+// extendRTMR returns what TDG.MR.RTMR.EXTEND makes of an RTMR: SHA-384(RTMR
+// || digest). The simulated boot and Extend both extend through it; replay
+// (eventlog.Replay) computes the same independently, which is what the tests
+// compare.
+func extendRTMR(rtmr, digest []byte) []byte {
+	h := sha512.New384()
+	h.Write(rtmr)
+	h.Write(digest)
+	return h.Sum(nil)
 }
 
 // BootID names the simulated TD's boot: new for every TDX, kept in the
