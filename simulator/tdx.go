@@ -66,6 +66,9 @@ type TDX struct {
 	area  []byte
 	used  int
 	lasa  uint64
+	// logSHA256 identifies the boot log (hex SHA-256) in the state file: a
+	// file written for another log is another machine's.
+	logSHA256 string
 
 	mu     sync.RWMutex
 	rtmrs  eventlog.Bank
@@ -122,6 +125,8 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 	// Unused log area is erased flash: 0xFF.
 	t.area = bytes.Repeat([]byte{0xFF}, cfg.AreaSize)
 	copy(t.area, log)
+	logSum := sha256.Sum256(log)
+	t.logSHA256 = hex.EncodeToString(logSum[:])
 	// Firmware reserves the area in low memory, below 2 GiB.
 	t.lasa = (0x80000000 - uint64(cfg.AreaSize)) &^ 0xFFF
 	t.table = (&ccel.Table{
@@ -153,7 +158,6 @@ type tdxState struct {
 // power starts the TD: a new boot with the boot values computed by NewTDX,
 // or, with a state file of the same log, the registers it holds.
 func (t *TDX) power() error {
-	logSum := sha256.Sum256(t.Log())
 	if t.cfg.StateFile != "" {
 		b, err := os.ReadFile(t.cfg.StateFile)
 		switch {
@@ -162,7 +166,7 @@ func (t *TDX) power() error {
 			if err := json.Unmarshal(b, &st); err != nil {
 				return fmt.Errorf("simulated TDX state %s: %w (remove it to power the simulated TD on afresh)", t.cfg.StateFile, err)
 			}
-			if st.LogSHA256 == hex.EncodeToString(logSum[:]) {
+			if st.LogSHA256 == t.logSHA256 {
 				rtmrs := eventlog.Bank{}
 				for i, h := range st.RTMRs {
 					v, err := hex.DecodeString(h)
@@ -190,8 +194,7 @@ func (t *TDX) save(rtmrs eventlog.Bank) error {
 	if t.cfg.StateFile == "" {
 		return nil
 	}
-	logSum := sha256.Sum256(t.Log())
-	st := tdxState{LogSHA256: hex.EncodeToString(logSum[:]), BootID: t.bootID}
+	st := tdxState{LogSHA256: t.logSHA256, BootID: t.bootID}
 	for i := range st.RTMRs {
 		st.RTMRs[i] = hex.EncodeToString(rtmrs.Get(eventlog.AlgSHA384, uint32(i+1)))
 	}
