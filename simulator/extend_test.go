@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,6 +148,30 @@ func TestTDXStateFile(t *testing.T) {
 	}
 	if _, err := NewTDX(TDXConfig{Seed: 10, StateFile: state}); err == nil || !strings.Contains(err.Error(), "remove it") {
 		t.Errorf("a corrupt state file: %v, want an error saying what to do", err)
+	}
+
+	// A state file of this log without its boot ID: the error names what is missing.
+	os.Remove(state)
+	if _, err := NewTDX(TDXConfig{Seed: 10, StateFile: state}); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st tdxState
+	if err := json.Unmarshal(saved, &st); err != nil {
+		t.Fatal(err)
+	}
+	st.BootID = ""
+	if saved, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(state, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewTDX(TDXConfig{Seed: 10, StateFile: state}); err == nil || !strings.Contains(err.Error(), "no boot_id") {
+		t.Errorf("a state file without a boot ID: %v, want an error naming boot_id", err)
 	}
 }
 

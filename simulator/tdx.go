@@ -167,10 +167,13 @@ func (t *TDX) power() error {
 				return fmt.Errorf("simulated TDX state %s: %w (remove it to power the simulated TD on afresh)", t.cfg.StateFile, err)
 			}
 			if st.LogSHA256 == t.logSHA256 {
+				if st.BootID == "" {
+					return fmt.Errorf("simulated TDX state %s: no boot_id (remove the file to power the simulated TD on afresh)", t.cfg.StateFile)
+				}
 				rtmrs := eventlog.Bank{}
 				for i, h := range st.RTMRs {
 					v, err := hex.DecodeString(h)
-					if err != nil || len(v) != rtmrSize || st.BootID == "" {
+					if err != nil || len(v) != rtmrSize {
 						return fmt.Errorf("simulated TDX state %s: RTMR%d is %q, not %d bytes of hex (remove the file to power the simulated TD on afresh)", t.cfg.StateFile, i, h, rtmrSize)
 					}
 					rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), v)
