@@ -140,16 +140,12 @@ func (t *TPM) boot(steps []step) error {
 		if s.typ == eventlog.EvNoAction {
 			continue
 		}
-		pcr := tpm2.AuthHandle{Handle: tpm2.TPMHandle(s.pcr), Auth: tpm2.PasswordAuth(nil)}
 		var err error
 		if bytes.Equal(s.data, s.measured) && len(s.data) <= maxEventData {
+			pcr := tpm2.AuthHandle{Handle: tpm2.TPMHandle(s.pcr), Auth: tpm2.PasswordAuth(nil)}
 			_, err = tpm2.PCREvent{PCRHandle: pcr, EventData: tpm2.TPM2BEvent{Buffer: s.data}}.Execute(tpm)
 		} else {
-			digests := tpm2.TPMLDigestValues{}
-			for _, d := range stepDigests(s) {
-				digests.Digests = append(digests.Digests, tpm2.TPMTHA{HashAlg: tpm2.TPMIAlgHash(d.Alg), Digest: d.Value})
-			}
-			_, err = tpm2.PCRExtend{PCRHandle: pcr, Digests: digests}.Execute(tpm)
+			err = hwsource.ExtendPCR(tpm, s.pcr, stepDigests(s))
 		}
 		if err != nil {
 			return fmt.Errorf("simulated TPM: extend event %d (%s) into PCR%d: %w", i+1, s.typ, s.pcr, err)
