@@ -85,6 +85,11 @@ type outFile struct {
 	// (lazily) when the file is handed out again, so that a restarted server
 	// still honours the minimum lifetime of paths handed out before.
 	stamped time.Time
+	// writing is closed when the put writing the file is done; nil once the
+	// file is in place. Until then the entry holds the file's room, and a
+	// put of the same name waits for it: written twice, the file would be
+	// counted twice.
+	writing chan struct{}
 }
 
 // openOutDir creates the directory if needed and adopts the files a previous
@@ -163,6 +168,7 @@ func (d *outDir) reuse(name string) (string, bool) {
 	now := d.now()
 	d.mu.Lock()
 	f, ok := d.files[name]
+	ok = ok && f.writing == nil
 	if ok {
 		f.used = now
 	}
@@ -208,16 +214,30 @@ func (d *outDir) put(name string, content []byte) (string, error) {
 // putOwned is put for a private directory: name is "sub/file", and the file
 // and its subdirectory are given to owner.
 func (d *outDir) putOwned(name string, content []byte, owner *fileOwner) (string, error) {
-	if p, ok := d.reuse(name); ok {
-		return p, nil
+	for {
+		if p, ok := d.reuse(name); ok {
+			return p, nil
+		}
+		d.mu.Lock()
+		f, ok := d.files[name]
+		if !ok {
+			break // with d.mu held
+		}
+		// Being written by another put, with the same content since names
+		// are derived from it; or written since reuse looked.
+		writing := f.writing
+		d.mu.Unlock()
+		if writing != nil {
+			<-writing
+		}
 	}
 	size := int64(len(content))
 	now := d.now()
 	sub := filepath.Dir(name)
-	d.mu.Lock()
+	f := &outFile{size: size, used: now, stamped: now, writing: make(chan struct{})}
 	victims, err := d.makeRoom(size, now)
 	if err == nil {
-		d.files[name] = &outFile{size: size, used: now, stamped: now}
+		d.files[name] = f
 		d.total += size
 		if d.nested {
 			d.subdirs[sub]++
@@ -229,13 +249,18 @@ func (d *outDir) putOwned(name string, content []byte, owner *fileOwner) (string
 		return "", &outputError{d.path(name), err}
 	}
 	p, err := d.write(name, content, owner)
+	d.mu.Lock()
 	if d.nested {
-		d.mu.Lock()
 		d.subdirs[sub]--
-		d.mu.Unlock()
 	}
+	if err != nil && d.files[name] == f { // not swept meanwhile
+		d.total -= size
+		delete(d.files, name)
+	}
+	close(f.writing)
+	f.writing = nil
+	d.mu.Unlock()
 	if err != nil {
-		d.forget(name)
 		return "", &outputError{d.path(name), err}
 	}
 	return p, nil
