@@ -64,11 +64,7 @@ var _ = Describe("Using the service with grpcurl, as the upstream docs do", Labe
 	// reply it prints and the file that reply points at.
 	getWithGrpcurl := func(ctx context.Context, cat eventlogpb.CATEGORY, data string, first, last int) {
 		GinkgoHelper()
-		requireFeatures(hw.categoryRequires[cat]...)
-		src := srcs[cat]
-		if src == nil {
-			Skip("this suite was built without cgo: it cannot run the go-tpm-tools simulator to know what the simulated TPM holds")
-		}
+		src := requireSource(hw, srcs, cat)
 		out := grpcurl(ctx, "-plaintext", "-d", data, "-unix", srv.Socket(), "Eventlog/GetEventlog")
 		var reply grpcurlReply
 		Expect(json.Unmarshal([]byte(out), &reply)).To(Succeed(), "grpcurl printed: %s", out)

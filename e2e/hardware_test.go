@@ -83,6 +83,20 @@ func treeLogFile(root string, cat eventlogpb.CATEGORY) string {
 // total is N, the number of events after the header.
 func (s *sourceLog) total() int { return len(s.log.Events) }
 
+// requireSource returns what the suite knows of a category's log on the
+// hardware, srcs being what hw.setUp returned. It skips the spec when the
+// target cannot serve that category, or when the suite cannot know what the
+// simulated TPM holds.
+func requireSource(hw hardwareSetup, srcs map[eventlogpb.CATEGORY]*sourceLog, cat eventlogpb.CATEGORY) *sourceLog {
+	GinkgoHelper()
+	requireFeatures(hw.categoryRequires[cat]...)
+	src := srcs[cat]
+	if src == nil {
+		Skip("this suite was built without cgo: it cannot run the go-tpm-tools simulator to know what the simulated TPM holds")
+	}
+	return src
+}
+
 // simulatedHardware is --hwsource=simulated. The suite builds the same
 // simulated machines from the same seed and reads their logs and
 // registers: for the TD, the RTMRs the simulator computes as the TDX module
@@ -137,9 +151,6 @@ func simulatorTree(seed int64) hardwareSetup {
 		requires:   []Feature{FeatureHostTrees},
 		setUp: func() (Hardware, map[eventlogpb.CATEGORY]*sourceLog) {
 			GinkgoHelper()
-			if !bin.Cgo {
-				Skip("fakehost reads the expected PCRs from the go-tpm-tools simulator, which is C, and this suite was built without cgo")
-			}
 			root := target.NewHostTree()
 			writeFakeHost(root, seed)
 			return Hardware{Tree: root}, readSimulatorTree(root)
@@ -147,9 +158,14 @@ func simulatorTree(seed int64) hardwareSetup {
 	}
 }
 
-// writeFakeHost runs fakehost to write a simulated host under root.
+// writeFakeHost runs fakehost to write a simulated host under root. It
+// skips the spec when the suite was built without cgo: fakehost reads the
+// expected PCRs from the go-tpm-tools simulator, which is C.
 func writeFakeHost(root string, seed int64, extra ...string) {
 	GinkgoHelper()
+	if !bin.Cgo {
+		Skip("fakehost reads the expected PCRs from the go-tpm-tools simulator, which is C, and this suite was built without cgo")
+	}
 	args := append([]string{"--out", root, "--seed", strconv.FormatInt(seed, 10)}, extra...)
 	cmd := exec.Command(bin.FakeHost, args...)
 	cmd.Env = commandEnv()

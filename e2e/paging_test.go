@@ -33,13 +33,7 @@ var _ = Describe("Paging through a log", Label("paging"), Ordered, ContinueOnFai
 	for _, cat := range hw.categories {
 		Context("of "+categoryName(cat), func() {
 			var src *sourceLog
-			BeforeEach(func() {
-				requireFeatures(hw.categoryRequires[cat]...)
-				src = srcs[cat]
-				if src == nil {
-					Skip("this suite was built without cgo: it cannot run the go-tpm-tools simulator to know what the simulated TPM holds")
-				}
-			})
+			BeforeEach(func() { src = requireSource(hw, srcs, cat) })
 
 			DescribeTable("returns the events asked for, in both formats",
 				func(ctx SpecContext, p page) {

@@ -41,13 +41,7 @@ var _ = Describe("Serving a node's event logs at platform level", Label("content
 			for _, cat := range hw.categories {
 				Context("asked for "+categoryName(cat), func() {
 					var src *sourceLog
-					BeforeEach(func() {
-						requireFeatures(hw.categoryRequires[cat]...)
-						src = srcs[cat]
-						if src == nil {
-							Skip("this suite was built without cgo: it cannot run the go-tpm-tools simulator to know what the simulated TPM holds")
-						}
-					})
+					BeforeEach(func() { src = requireSource(hw, srcs, cat) })
 
 					It("returns the whole log in CCNP JSON: the source's events, field by field, replaying to its registers", func(ctx SpecContext) {
 						reply := mustGetEventlog(ctx, client, request(cat, 0, 0, ccnpJSON))
