@@ -696,8 +696,9 @@ func TestConcurrentRecords(t *testing.T) {
 		}()
 	}
 	// Readers of the platform log meanwhile.
-	done := make(chan struct{})
+	done, readerDone := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(readerDone)
 		for {
 			select {
 			case <-done:
@@ -712,6 +713,7 @@ func TestConcurrentRecords(t *testing.T) {
 	}()
 	wg.Wait()
 	close(done)
+	<-readerDone // its last request must not meet the connection closing
 	l := checkPlatformReplay(t, s)
 	if n := len(datas(l)); n < containers*each {
 		t.Errorf("platform log has %d events", n)
