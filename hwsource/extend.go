@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,8 +78,7 @@ func (s *tdxSource) Extend(ctx context.Context, index uint32, digests []eventlog
 	if len(digests) != 1 || len(digest) != rtmrDigestSize {
 		return fmt.Errorf("an RTMR extend takes one %d-byte SHA-384 digest", rtmrDigestSize)
 	}
-	path := filepath.Join(s.rtmrs, "rtmr"+strconv.Itoa(int(index-1))+":sha384")
-	return writeRTMR(path, digest)
+	return writeRTMR(hostPath(s.root, RTMRPath(int(index-1))), digest)
 }
 
 const rtmrDigestSize = 48

@@ -25,6 +25,12 @@ const (
 	RTMRDir = "sys/class/misc/tdx_guest/measurements"
 )
 
+// RTMRPath is the host path of RTMRn's tdx_guest file (n is 0..3, not the
+// CC MR index): reading it gives the register, writing a digest extends it.
+func RTMRPath(n int) string {
+	return filepath.Join(RTMRDir, "rtmr"+strconv.Itoa(n)+":sha384")
+}
+
 // ErrNotTDX is wrapped by ReadLog errors when the node's CCEL table is for
 // another confidential computing technology (AMD SEV). It matches
 // fs.ErrNotExist too: the node has no TDX log.
@@ -52,7 +58,6 @@ type ccelFiles struct{ table, data string }
 
 type tdxSource struct {
 	files []ccelFiles // in order of preference
-	rtmrs string
 	root  string
 }
 
@@ -66,8 +71,7 @@ func NewTDX(root string) Source {
 			{hostPath(root, CCELTablePath), hostPath(root, CCELDataPath)},
 			{hostPath(root, StagedCCELTablePath), hostPath(root, StagedCCELDataPath)},
 		},
-		rtmrs: hostPath(root, RTMRDir),
-		root:  root,
+		root: root,
 	}
 }
 
@@ -161,7 +165,7 @@ func (s *tdxSource) Registers(ctx context.Context) (eventlog.Bank, error) {
 	}
 	bank := eventlog.Bank{}
 	for i := range 4 {
-		path := filepath.Join(s.rtmrs, "rtmr"+strconv.Itoa(i)+":sha384")
+		path := hostPath(s.root, RTMRPath(i))
 		b, err := readLimited(path, 256)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -199,4 +203,4 @@ func decodeRegister(b []byte, size int) ([]byte, error) {
 	return nil, fmt.Errorf("holds %d bytes, neither a %d-byte register value nor %d hex digits", len(b), size, 2*size)
 }
 
-func (s *tdxSource) RegistersFrom() string { return "tdx_guest sysfs " + s.rtmrs }
+func (s *tdxSource) RegistersFrom() string { return "tdx_guest sysfs " + hostPath(s.root, RTMRDir) }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
@@ -84,8 +83,7 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 	rtmrs, _ := tdx.Registers(ctx)
 	if cfg.TDXLive {
 		for i := range 4 {
-			name := filepath.Join(hwsource.RTMRDir, "rtmr"+strconv.Itoa(i)+":sha384")
-			files[name] = rtmrs.Get(eventlog.AlgSHA384, uint32(i+1))
+			files[hwsource.RTMRPath(i)] = rtmrs.Get(eventlog.AlgSHA384, uint32(i+1))
 		}
 	}
 	pcrs, err := tpm.Registers(ctx)
