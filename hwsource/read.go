@@ -17,6 +17,11 @@ const (
 	maxTPMLog    = 64 << 20
 )
 
+// StagedDir is where, under the root, the Helm chart's init container
+// (eventlog-server stage) copies the firmware logs that only root can read,
+// so that a server that is not root can read them: the Staged*Path files.
+const StagedDir = "run/firmware"
+
 // hostPath joins a host path under root. An empty root is "/".
 func hostPath(root, path string) string {
 	if root == "" {

@@ -19,8 +19,8 @@ import (
 const (
 	CCELTablePath       = "sys/firmware/acpi/tables/CCEL"
 	CCELDataPath        = "sys/firmware/acpi/tables/data/CCEL"
-	StagedCCELTablePath = "run/firmware/acpi/tables/CCEL"
-	StagedCCELDataPath  = "run/firmware/acpi/tables/data/CCEL"
+	StagedCCELTablePath = StagedDir + "/acpi/tables/CCEL"
+	StagedCCELDataPath  = StagedDir + "/acpi/tables/data/CCEL"
 	// RTMRDir holds rtmr0:sha384 .. rtmr3:sha384 (Linux 6.16+, tdx_guest).
 	RTMRDir = "sys/class/misc/tdx_guest/measurements"
 )

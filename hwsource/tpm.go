@@ -20,7 +20,7 @@ import (
 // root only; the Helm chart's init container can stage a copy under /run.
 const (
 	TPMLogPath       = "sys/kernel/security/tpm0/binary_bios_measurements"
-	StagedTPMLogPath = "run/firmware/tpm0/binary_bios_measurements"
+	StagedTPMLogPath = StagedDir + "/tpm0/binary_bios_measurements"
 	// TPMDevicePath is the kernel's resource-managed TPM device; several
 	// processes can use it at once.
 	TPMDevicePath = "dev/tpmrm0"

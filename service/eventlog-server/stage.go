@@ -10,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 )
 
 // The stage subcommand runs as the DaemonSet's init container. The kernel
@@ -28,20 +31,21 @@ func init() {
 	}
 }
 
-// stagedFile is one root-only firmware file: where it is under a host root,
-// and where the server looks for its staged copy under the staging dir.
+// stagedFile is one root-only firmware file: where it is under a host root
+// (--from), and where the server looks for its copy under its own root.
 type stagedFile struct {
 	what string
 	from string
-	to   string
+	// to is below hwsource.StagedDir, which --to stands for.
+	to string
 }
 
-// stagedFiles are the files the server reads from /sys. Their destinations
-// mirror the layout the server expects under /run/firmware.
+// stagedFiles are the files the server reads from /sys, taken from the
+// paths the host backends read, so the copies land where they look.
 var stagedFiles = []stagedFile{
-	{"CCEL ACPI table", "sys/firmware/acpi/tables/CCEL", "acpi/tables/CCEL"},
-	{"CCEL log area", "sys/firmware/acpi/tables/data/CCEL", "acpi/tables/data/CCEL"},
-	{"TPM event log", "sys/kernel/security/tpm0/binary_bios_measurements", "tpm0/binary_bios_measurements"},
+	{"CCEL ACPI table", hwsource.CCELTablePath, hwsource.StagedCCELTablePath},
+	{"CCEL log area", hwsource.CCELDataPath, hwsource.StagedCCELDataPath},
+	{"TPM event log", hwsource.TPMLogPath, hwsource.StagedTPMLogPath},
 }
 
 // stageOptions are the stage subcommand's flags.
@@ -86,7 +90,7 @@ func parseStageFlags(args []string) (stageOptions, error) {
 		"--uid/--gid with --mode. Absent files are skipped. Meant for an init container\n"+
 		"running as root; the server then reads the copies under /run/firmware.")
 	fset.StringVar(&opts.from, "from", "/", "host root the firmware files are read from (e.g. where the host's /sys is mounted under)")
-	fset.StringVar(&opts.to, "to", "/run/firmware", "staging directory the copies are written to")
+	fset.StringVar(&opts.to, "to", "/"+hwsource.StagedDir, "staging directory the copies are written to")
 	fset.IntVar(&opts.uid, "uid", -1, "owner of the copies and of every --own-dir (-1: keep the caller's)")
 	fset.IntVar(&opts.gid, "gid", -1, "group of the copies and of every --own-dir (-1: keep the caller's)")
 	mode := fset.String("mode", "0400", "permission bits of the copies, in octal")
@@ -134,7 +138,7 @@ func stage(opts stageOptions, log *slog.Logger) error {
 	staged := 0
 	for _, f := range stagedFiles {
 		src := filepath.Join(opts.from, f.from)
-		dst := filepath.Join(opts.to, f.to)
+		dst := filepath.Join(opts.to, strings.TrimPrefix(f.to, hwsource.StagedDir))
 		n, err := copyFile(src, dst, opts)
 		if errors.Is(err, fs.ErrNotExist) {
 			log.Info("skipped: not present on this node", "file", f.what, "path", src)
