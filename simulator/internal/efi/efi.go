@@ -70,7 +70,6 @@ var (
 	ACPI20Table           = MustGUID("8868e871-e4f1-11d3-bc22-0080c73c8881")
 	ESPPartitionType      = MustGUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 	LinuxFSPartitionType  = MustGUID("0fc63daf-8483-4772-8e79-3d69d8477de4")
-	BIOSBootPartitionType = MustGUID("21686148-6449-6e6f-744e-656564454649")
 )
 
 // AppendUTF16 appends s as UCS-2 little-endian, NUL-terminated if nul is set.
