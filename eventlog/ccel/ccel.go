@@ -54,11 +54,7 @@ func Parse(b []byte) (*Table, error) {
 	if length < TableSize || uint64(length) > uint64(len(b)) {
 		return nil, &Error{4, fmt.Sprintf("length field says %d bytes, the table has %d and needs at least %d", length, len(b), TableSize)}
 	}
-	var sum byte
-	for _, c := range b[:length] {
-		sum += c
-	}
-	if sum != 0 {
+	if sum := byteSum(b[:length]); sum != 0 {
 		return nil, &Error{9, fmt.Sprintf("checksum byte 0x%02x leaves a sum of 0x%02x, not 0", b[9], sum)}
 	}
 	return &Table{
@@ -105,12 +101,18 @@ func (t *Table) Marshal() []byte {
 	b[37] = t.CCSubType
 	binary.LittleEndian.PutUint64(b[40:], t.LAML)
 	binary.LittleEndian.PutUint64(b[48:], t.LASA)
+	b[9] = -byteSum(b)
+	return b
+}
+
+// byteSum adds up b modulo 256. ACPI tables carry a checksum byte that makes
+// the sum of the whole table 0.
+func byteSum(b []byte) byte {
 	var sum byte
 	for _, c := range b {
 		sum += c
 	}
-	b[9] = -sum
-	return b
+	return sum
 }
 
 func trim(b []byte) string {
