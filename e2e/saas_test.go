@@ -40,19 +40,15 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 	BeforeEach(requireContainerCallers)
 
 	Context("with callers in two containers", Ordered, func() {
-		hw := simulatedHardware(SimulatedHardware{Seed: 29})
 		var (
 			srv        Server
-			src        *sourceLog
 			saas       *saasServer
 			ctrA, ctrB *fakeContainer
 			recorded   []string // every event's data, in the order recorded
 		)
 		BeforeAll(func(ctx SpecContext) {
-			hardware, srcs := hw.setUp()
-			src = srcs[tdx]
-			saas = newSAASServer(hardware, src)
-			srv = target.StartServer(ctx, ServerConfig{Hardware: hardware, ExtraArgs: saas.args()})
+			saas = newSAASServer(SimulatedHardware{Seed: 29})
+			srv = target.StartServer(ctx, ServerConfig{Hardware: saas.hardware, ExtraArgs: saas.args()})
 			ctrA = newFakeContainer(layoutContainerd)
 			ctrB = newFakeContainer(layoutCgroupfs)
 		})
@@ -64,7 +60,7 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 				Expect(r.ContainerId).To(Equal(c.id), "the container the server attributed the event to")
 				Expect(r.Register).To(Equal("RTMR3"))
 				Expect(r.Digests).To(Equal(map[string]string{"sha384": sha384Hex(data)}))
-				Expect(r.LogEventNum).To(BeEquivalentTo(src.total()+len(recorded)+1), "the event's number in the platform log")
+				Expect(r.LogEventNum).To(BeEquivalentTo(saas.src.total()+len(recorded)+1), "the event's number in the platform log")
 				recorded = append(recorded, data)
 			}
 		})
@@ -76,7 +72,7 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 			}{{ctrA, recorded[:2]}, {ctrB, recorded[2:]}} {
 				l := tc.c.ownLog(ctx, srv)
 				Expect(datas(l)).To(Equal(tc.want), "the events %s sees", tc.c)
-				Expect(l.Header.Raw).To(Equal(src.log.Header.Raw), "its log's header is the boot log's Spec ID event")
+				Expect(l.Header.Raw).To(Equal(saas.src.log.Header.Raw), "its log's header is the boot log's Spec ID event")
 				for i, ev := range l.Events {
 					Expect(ev.Num).To(Equal(i + 1))
 					Expect(ev.Index).To(BeEquivalentTo(4), "CC MR index 4 is RTMR3")
@@ -120,26 +116,20 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 	})
 
 	Context("when the server is killed between appending an event and extending RTMR3", Ordered, func() {
-		hw := simulatedHardware(SimulatedHardware{Seed: 31})
 		var (
-			hardware Hardware
-			src      *sourceLog
-			saas     *saasServer
-			first    Server
-			ctr      *fakeContainer
+			saas  *saasServer
+			first Server
+			ctr   *fakeContainer
 		)
 		BeforeAll(func(ctx SpecContext) {
 			requireFeatures(FeatureSignals, FeatureSharedSocket)
-			var srcs map[eventlogpb.CATEGORY]*sourceLog
-			hardware, srcs = hw.setUp()
-			src = srcs[tdx]
-			saas = newSAASServer(hardware, src)
+			saas = newSAASServer(SimulatedHardware{Seed: 31})
 			ctr = newFakeContainer(layoutContainerd)
-			srv := target.StartServer(ctx, ServerConfig{Hardware: hardware, ExtraArgs: saas.args()})
+			srv := target.StartServer(ctx, ServerConfig{Hardware: saas.hardware, ExtraArgs: saas.args()})
 			ctr.record(ctx, srv, "before the crash")
 			srv.Signal(syscall.SIGTERM)
 			Expect(srv.WaitExit(ctx).Code).To(Equal(0))
-			first = target.StartServer(ctx, ServerConfig{Hardware: hardware, ExtraArgs: saas.args(), SocketOf: srv,
+			first = target.StartServer(ctx, ServerConfig{Hardware: saas.hardware, ExtraArgs: saas.args(), SocketOf: srv,
 				Env: []string{"EVENTLOG_TEST_CRASH_POINT=after-append"}})
 		})
 
@@ -157,7 +147,7 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 		})
 
 		It("restarts, extends RTMR3 with that event, and counts it once", func(ctx SpecContext) {
-			srv := target.StartServer(ctx, ServerConfig{Hardware: hardware, ExtraArgs: saas.args(), SocketOf: first})
+			srv := target.StartServer(ctx, ServerConfig{Hardware: saas.hardware, ExtraArgs: saas.args(), SocketOf: first})
 			Eventually(srv.Logs).Should(ContainSubstring("extended the register with a record the last run appended but did not extend"))
 			want := []string{"before the crash", "cut short"}
 			Expect(datas(ctr.ownLog(ctx, srv))).To(Equal(want))
@@ -170,20 +160,16 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 	})
 
 	Context("when the server is killed after extending RTMR3, before replying", Ordered, func() {
-		hw := simulatedHardware(SimulatedHardware{Seed: 37})
 		var (
-			hardware Hardware
-			saas     *saasServer
-			first    Server
-			ctr      *fakeContainer
+			saas  *saasServer
+			first Server
+			ctr   *fakeContainer
 		)
 		BeforeAll(func(ctx SpecContext) {
 			requireFeatures(FeatureSignals, FeatureSharedSocket)
-			var srcs map[eventlogpb.CATEGORY]*sourceLog
-			hardware, srcs = hw.setUp()
-			saas = newSAASServer(hardware, srcs[tdx])
+			saas = newSAASServer(SimulatedHardware{Seed: 37})
 			ctr = newFakeContainer(layoutCgroupfs)
-			first = target.StartServer(ctx, ServerConfig{Hardware: hardware, ExtraArgs: saas.args(),
+			first = target.StartServer(ctx, ServerConfig{Hardware: saas.hardware, ExtraArgs: saas.args(),
 				Env: []string{"EVENTLOG_TEST_CRASH_POINT=after-extend"}})
 		})
 
@@ -194,7 +180,7 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 			want := []string{"extended, not answered"}
 			Expect(saas.liveRTMR3()).To(Equal(saas.rtmr3After(want...)), "RTMR3 holds the event once")
 
-			srv := target.StartServer(ctx, ServerConfig{Hardware: hardware, ExtraArgs: saas.args(), SocketOf: first})
+			srv := target.StartServer(ctx, ServerConfig{Hardware: saas.hardware, ExtraArgs: saas.args(), SocketOf: first})
 			Expect(srv.Logs()).NotTo(ContainSubstring("extended the register with a record"))
 			saas.expectConsistent(ctx, srv, want)
 			Expect(datas(ctr.ownLog(ctx, srv))).To(Equal(want))
@@ -202,20 +188,24 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 	})
 })
 
-// saasServer is the state a server with container-level events keeps, and
-// what the suite knows independently about its registers.
+// saasServer is the simulated hardware of a server with container-level
+// events, the state that server keeps, and what the suite knows
+// independently about its registers.
 type saasServer struct {
-	dir string
-	src *sourceLog // the boot log
-	sim SimulatedHardware
+	hardware Hardware
+	sim      SimulatedHardware
+	src      *sourceLog // the boot log
+	dir      string
 }
 
-func newSAASServer(hw Hardware, src *sourceLog) *saasServer {
+// newSAASServer sets up the simulated hardware and a state directory for a
+// server with container-level events; args are its flags.
+func newSAASServer(sim SimulatedHardware) *saasServer {
 	GinkgoHelper()
-	Expect(hw.Simulated).NotTo(BeNil(), "the SAAS specs run on simulated hardware")
+	hardware, srcs := simulatedHardware(sim).setUp()
 	dir := mkdirTemp(shortTempRoot(), "ccnp-e2e-state-")
 	DeferCleanup(os.RemoveAll, dir)
-	return &saasServer{dir: dir, src: src, sim: *hw.Simulated}
+	return &saasServer{hardware: hardware, sim: sim, src: srcs[tdx], dir: dir}
 }
 
 // args are the server flags: the state directory, and the simulated TD's
