@@ -162,17 +162,18 @@ func kindOf(cat eventlogpb.CATEGORY) eventlog.Kind {
 // printEvents decodes the raw file (or inline content) the server returned
 // and prints its events.
 func printEvents(w io.Writer, reply *eventlogpb.GetEventlogReply, cat eventlogpb.CATEGORY, output string) int {
-	b := reply.EventlogData
+	b, where := reply.EventlogData, "the reply's inline content"
 	if reply.EventlogDataLoc != "" {
 		var err error
 		if b, err = os.ReadFile(reply.EventlogDataLoc); err != nil {
 			fmt.Fprintln(os.Stderr, "get:", err)
 			return 1
 		}
+		where = reply.EventlogDataLoc
 	}
 	l, err := eventlog.Parse(b)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "get: %s: %v\n", reply.EventlogDataLoc, err)
+		fmt.Fprintf(os.Stderr, "get: %s: %v\n", where, err)
 		return 1
 	}
 	// The file is a log of its own, numbered from 1: give the events back
