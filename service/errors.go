@@ -13,6 +13,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 )
 
@@ -39,6 +40,17 @@ func (e *requestError) Error() string { return e.msg }
 func invalidRequest(format string, args ...any) error {
 	return &requestError{fmt.Sprintf(format, args...)}
 }
+
+// noSourceError is a request for a category this server has no source for.
+type noSourceError struct{ cat eventlogpb.CATEGORY }
+
+func (e *noSourceError) Error() string {
+	return fmt.Sprintf("this server has no %s source (its start-up log says why)", e.cat)
+}
+
+// errCannotReplay is wrapped when a log cannot be replayed to compare it with
+// the registers: it uses an algorithm this server cannot compute.
+var errCannotReplay = errors.New("cannot replay the log")
 
 // limitError is a container-level limit reached: its count or size of
 // events, the size of one event, or the node's runtime log.
@@ -94,6 +106,7 @@ func toStatus(err error) error {
 		formatErr   *eventlog.FormatError
 		tableErr    *ccel.Error
 		reqErr      *requestError
+		noSourceErr *noSourceError
 		limitErr    *limitError
 		identityErr *identityError
 		runtimeErr  *runtimeUnavailableError
@@ -106,6 +119,8 @@ func toStatus(err error) error {
 		return status.FromContextError(err).Err()
 	case errors.As(err, &reqErr):
 		code = codes.InvalidArgument
+	case errors.As(err, &noSourceErr), errors.Is(err, errCannotReplay):
+		code = codes.FailedPrecondition
 	case errors.As(err, &limitErr):
 		code = codes.ResourceExhausted
 	case errors.As(err, &identityErr):

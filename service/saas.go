@@ -13,9 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/peercred"
@@ -140,9 +137,9 @@ func (s *Service) identify(ctx context.Context) (*caller, error) {
 
 // runtimeFor returns the category's runtime log, opened.
 func (s *Service) runtimeFor(ctx context.Context, cat eventlogpb.CATEGORY) (*logCache, error) {
-	cache := s.logs[cat]
-	if cache == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source (its start-up log says why)", cat)
+	cache, err := s.logFor(cat)
+	if err != nil {
+		return nil, err
 	}
 	if cache.rt == nil {
 		return nil, &runtimeUnavailableError{kind: cache.src.Kind(), err: cache.rtOff}
@@ -160,8 +157,8 @@ func (s *Service) RecordEvent(ctx context.Context, req *eventlogpb.RecordEventRe
 }
 
 func (s *Service) recordEvent(ctx context.Context, req *eventlogpb.RecordEventRequest) (*eventlogpb.RecordEventReply, error) {
-	if _, ok := eventlogpb.CATEGORY_name[int32(req.EventlogCategory)]; !ok {
-		return nil, invalidRequest("unknown eventlog_category %d: use 0 (TDX_EVENTLOG) or 1 (TPM_EVENTLOG)", req.EventlogCategory)
+	if err := validateCategory(req.EventlogCategory); err != nil {
+		return nil, err
 	}
 	typ := eventlog.EventType(req.EventType)
 	if typ == 0 {

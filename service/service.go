@@ -19,9 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
@@ -212,9 +209,9 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	if req.EventlogLevel == eventlogpb.LEVEL_SAAS {
 		return s.getContainerEventlog(ctx, req)
 	}
-	cache := s.logs[req.EventlogCategory]
-	if cache == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source (its start-up log says why)", req.EventlogCategory)
+	cache, err := s.logFor(req.EventlogCategory)
+	if err != nil {
+		return nil, err
 	}
 	p, err := cache.get(ctx)
 	if err != nil {
@@ -305,18 +302,40 @@ func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, sr
 	}
 }
 
-func validate(req *eventlogpb.GetEventlogRequest) error {
-	if _, ok := eventlogpb.LEVEL_name[int32(req.EventlogLevel)]; !ok {
-		return status.Errorf(codes.InvalidArgument, "unknown eventlog_level %d: use 0 (PAAS) or 1 (SAAS)", req.EventlogLevel)
+// logFor returns the category's log, or why there is none.
+func (s *Service) logFor(cat eventlogpb.CATEGORY) (*logCache, error) {
+	if c := s.logs[cat]; c != nil {
+		return c, nil
 	}
-	if _, ok := eventlogpb.CATEGORY_name[int32(req.EventlogCategory)]; !ok {
-		return status.Errorf(codes.InvalidArgument, "unknown eventlog_category %d: use 0 (TDX_EVENTLOG) or 1 (TPM_EVENTLOG)", req.EventlogCategory)
+	return nil, &noSourceError{cat}
+}
+
+func validate(req *eventlogpb.GetEventlogRequest) error {
+	if err := validateLevel(req.EventlogLevel); err != nil {
+		return err
+	}
+	if err := validateCategory(req.EventlogCategory); err != nil {
+		return err
 	}
 	if _, ok := eventlogpb.FORMAT_name[int32(req.Format)]; !ok {
-		return status.Errorf(codes.InvalidArgument, "unknown format %d: use 0 (CCNP_JSON) or 1 (TCG_RAW)", req.Format)
+		return invalidRequest("unknown format %d: use 0 (CCNP_JSON) or 1 (TCG_RAW)", req.Format)
 	}
 	if req.StartPosition < 0 || req.Count < 0 {
-		return status.Errorf(codes.InvalidArgument, "start_position (%d) and count (%d) must not be negative", req.StartPosition, req.Count)
+		return invalidRequest("start_position (%d) and count (%d) must not be negative", req.StartPosition, req.Count)
+	}
+	return nil
+}
+
+func validateLevel(l eventlogpb.LEVEL) error {
+	if _, ok := eventlogpb.LEVEL_name[int32(l)]; !ok {
+		return invalidRequest("unknown eventlog_level %d: use 0 (PAAS) or 1 (SAAS)", l)
+	}
+	return nil
+}
+
+func validateCategory(c eventlogpb.CATEGORY) error {
+	if _, ok := eventlogpb.CATEGORY_name[int32(c)]; !ok {
+		return invalidRequest("unknown eventlog_category %d: use 0 (TDX_EVENTLOG) or 1 (TPM_EVENTLOG)", c)
 	}
 	return nil
 }

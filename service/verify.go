@@ -3,9 +3,7 @@ package service
 import (
 	"context"
 	"encoding/hex"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"fmt"
 
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/verify"
@@ -20,15 +18,18 @@ func (s *Service) VerifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 }
 
 func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEventlogRequest) (*eventlogpb.VerifyEventlogReply, error) {
-	if err := validate(&eventlogpb.GetEventlogRequest{EventlogLevel: req.EventlogLevel, EventlogCategory: req.EventlogCategory}); err != nil {
+	if err := validateLevel(req.EventlogLevel); err != nil {
+		return nil, err
+	}
+	if err := validateCategory(req.EventlogCategory); err != nil {
 		return nil, err
 	}
 	if req.EventlogLevel != eventlogpb.LEVEL_PAAS {
-		return nil, status.Error(codes.InvalidArgument, "verify compares the platform (PAAS) log with the registers; a container's own events explain only part of a register")
+		return nil, invalidRequest("verify compares the platform (PAAS) log with the registers; a container's own events explain only part of a register")
 	}
-	cache := s.logs[req.EventlogCategory]
-	if cache == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "this server has no %s source (its start-up log says why)", req.EventlogCategory)
+	cache, err := s.logFor(req.EventlogCategory)
+	if err != nil {
+		return nil, err
 	}
 	p, err := cache.get(ctx)
 	if err != nil {
@@ -37,7 +38,7 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	live, liveErr := cache.src.Registers(ctx)
 	report, err := verify.Check(p.log, cache.src.Kind(), live, liveErr)
 	if err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "cannot replay the log: %v", err)
+		return nil, fmt.Errorf("%w: %v", errCannotReplay, err)
 	}
 	reply := &eventlogpb.VerifyEventlogReply{
 		Verified:    report.Verified(),

@@ -1,0 +1,32 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+)
+
+// TestToStatus: errors the handlers make themselves map to their codes,
+// with their own message.
+func TestToStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code codes.Code
+		msg  string
+	}{
+		{invalidRequest("unknown format %d", 3), codes.InvalidArgument, "unknown format 3"},
+		{&noSourceError{eventlogpb.CATEGORY_TPM_EVENTLOG}, codes.FailedPrecondition, "this server has no TPM_EVENTLOG source (its start-up log says why)"},
+		{fmt.Errorf("%w: %v", errCannotReplay, errors.New("sm3_256 is not supported")), codes.FailedPrecondition, "cannot replay the log: sm3_256 is not supported"},
+		{errors.New("a bug"), codes.Internal, "a bug"},
+	} {
+		st := status.Convert(toStatus(tc.err))
+		if st.Code() != tc.code || st.Message() != tc.msg {
+			t.Errorf("%v: %s %q, want %s %q", tc.err, st.Code(), st.Message(), tc.code, tc.msg)
+		}
+	}
+}
