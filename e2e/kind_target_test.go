@@ -129,14 +129,18 @@ func (t *kindTarget) Unsupported(f Feature) string {
 
 // kubectlCmd runs kubectl on the cluster, with stdin if not nil.
 func (t *kindTarget) kubectlCmd(ctx context.Context, stdin []byte, args ...string) (string, error) {
-	return t.run1(ctx, stdin, t.kubectl, args...)
+	return t.runTool(ctx, stdin, t.kubectl, args...)
 }
 
+// helmCmd runs the pinned helm on the cluster.
 func (t *kindTarget) helmCmd(ctx context.Context, args ...string) (string, error) {
-	return t.run1(ctx, nil, t.helm, args...)
+	return t.runTool(ctx, nil, t.helm, args...)
 }
 
-func (t *kindTarget) run1(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
+// runTool runs a program with the cluster's kubeconfig, for at most three
+// minutes, and returns its standard output; its error carries the command
+// line and its standard error.
+func (t *kindTarget) runTool(ctx context.Context, stdin []byte, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -152,7 +156,7 @@ func (t *kindTarget) run1(ctx context.Context, stdin []byte, name string, args .
 	return stdout.String(), nil
 }
 
-// kubectl runs kubectl and fails the spec if it fails.
+// mustKubectl runs kubectl on the cluster and fails the spec if it fails.
 func (t *kindTarget) mustKubectl(ctx context.Context, args ...string) string {
 	GinkgoHelper()
 	out, err := t.kubectlCmd(ctx, nil, args...)
@@ -447,6 +451,6 @@ func (s *kindServer) uninstall(ctx context.Context) {
 	s.t.mustKubectl(ctx, "-n", s.rel.Namespace, "wait", "--for=delete", "pods", "-l", s.selector(), "--timeout=2m")
 	// What the pod wrote belongs to root and uid 1000: the node removes it,
 	// as root, so that the suite needs no root here.
-	_, err = s.t.run1(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
+	_, err = s.t.runTool(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
 	Expect(err).NotTo(HaveOccurred())
 }

@@ -13,11 +13,12 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 )
 
-// A Target is where the suite runs eventlog servers: local processes, or
-// (next) a DaemonSet on a kind cluster. Specs talk to a server only through
-// what a Target and its Servers expose, so the same specs run on every
-// target; a target that cannot do what a spec needs says so through
-// Unsupported, and the spec is skipped with that reason.
+// A Target is where the suite runs eventlog servers: local processes
+// (local_target_test.go), or DaemonSets on a kind cluster
+// (kind_target_test.go). Specs talk to a server only through what a Target
+// and its Servers expose, so the same specs run on every target; a target
+// that cannot do what a spec needs says so through Unsupported, and the
+// spec is skipped with that reason.
 //
 // Methods fail the running spec (through Gomega) instead of returning
 // errors, as helpers in Kubernetes e2e suites do, and register their own
