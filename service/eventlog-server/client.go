@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -192,21 +193,13 @@ func printEvents(w io.Writer, reply *eventlogpb.GetEventlogReply, cat eventlogpb
 		digest := ""
 		if len(e.Digests) > 0 {
 			d := e.Digests[len(e.Digests)-1]
-			digest = d.Alg.String() + ":" + shortHex(d.Value)
+			digest = d.Alg.String() + ":" + shortHex(hex.EncodeToString(d.Value))
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\n", e.Num, kind.RegisterName(e.Index), e.Type, len(e.Data), digest)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d of %d events, from %s\n", reply.EventCount, reply.TotalEvents, reply.Source)
 	return 0
-}
-
-func shortHex(b []byte) string {
-	const keep = 8
-	if len(b) <= 2*keep {
-		return fmt.Sprintf("%x", b)
-	}
-	return fmt.Sprintf("%x…%x", b[:keep], b[len(b)-keep:])
 }
 
 // Exit statuses of verify.
@@ -277,10 +270,10 @@ func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEvent
 	for _, reg := range r.Registers {
 		live := "-"
 		if reg.Live != "" {
-			live = shortHexString(reg.Live)
+			live = shortHex(reg.Live)
 		}
 		status := strings.ReplaceAll(reg.Status.String(), "_", " ")
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", reg.Register, reg.Algorithm, reg.Events, status, shortHexString(reg.Replayed), live)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", reg.Register, reg.Algorithm, reg.Events, status, shortHex(reg.Replayed), live)
 	}
 	tw.Flush()
 	for _, reg := range r.Registers {
@@ -305,9 +298,12 @@ func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEvent
 	}
 }
 
-func shortHexString(h string) string {
-	if len(h) <= 32 {
+// shortHex abbreviates a hex value to its first and last 8 bytes, which
+// tell values apart in a table without wrapping its lines.
+func shortHex(h string) string {
+	const keep = 16 // hex digits
+	if len(h) <= 2*keep {
 		return h
 	}
-	return h[:16] + "…" + h[len(h)-16:]
+	return h[:keep] + "…" + h[len(h)-keep:]
 }
