@@ -203,16 +203,15 @@ func (t *kindTarget) LaunchServer(ctx context.Context, cfg ServerConfig) Server 
 		"eventlogDir":      s.outDir,
 		"nodeSelector":     nil,
 	}
-	var extra []string
-	for _, a := range serverArgs(s.socketDir+"/eventlog.sock", s.outDir, cfg) {
-		// The chart passes these itself.
-		if a == "serve" || strings.HasPrefix(a, "--socket=") || strings.HasPrefix(a, "--output-dir=") ||
-			strings.HasPrefix(a, "--hwsource=") || strings.HasPrefix(a, "--root=") {
+	extra := []string{}
+	for _, a := range configFlags(cfg) {
+		// The chart passes these itself, from the values below.
+		if strings.HasPrefix(a, "--hwsource=") || strings.HasPrefix(a, "--root=") {
 			continue
 		}
 		extra = append(extra, a)
 	}
-	values["extraArgs"] = extra
+	values["extraArgs"] = append(extra, cfg.ExtraArgs...)
 	if cfg.Hardware.Simulated != nil {
 		values["hwsource"] = "simulated"
 	} else {

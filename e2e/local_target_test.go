@@ -84,15 +84,21 @@ func (t *localTarget) LaunchServer(ctx context.Context, cfg ServerConfig) Server
 			Expect(os.Chown(s.dir, nobody, nobody)).To(Succeed())
 		}
 	}
-	s.args = serverArgs(s.socket, s.outDir, cfg)
+	s.args = append([]string{"serve", "--socket=" + s.socket, "--output-dir=" + s.outDir}, configFlags(cfg)...)
+	// Each server keeps its runtime logs in its own directory, not in the
+	// machine's /var/lib (ExtraArgs, after it, may name another).
+	s.args = append(s.args, "--state-dir="+filepath.Join(s.dir, "state"))
+	s.args = append(s.args, cfg.ExtraArgs...)
 	s.start()
 	DeferCleanup(s.stop)
 	return s
 }
 
-// serverArgs are the flags a server config stands for.
-func serverArgs(socket, outDir string, cfg ServerConfig) []string {
-	args := []string{"serve", "--socket=" + socket, "--output-dir=" + outDir}
+// configFlags are the server flags of a config's hardware, output limits
+// and drain timeout: not where the server keeps its socket and files, which
+// its target chooses, nor ExtraArgs, which go last.
+func configFlags(cfg ServerConfig) []string {
+	var args []string
 	hw := cfg.Hardware
 	switch {
 	case hw.Simulated != nil:
@@ -124,10 +130,7 @@ func serverArgs(socket, outDir string, cfg ServerConfig) []string {
 	if cfg.DrainTimeout != 0 {
 		args = append(args, "--drain-timeout="+cfg.DrainTimeout.String())
 	}
-	// Each server keeps its runtime logs in its own directory, not in the
-	// machine's /var/lib (ExtraArgs may name another).
-	args = append(args, "--state-dir="+filepath.Join(filepath.Dir(filepath.Dir(socket)), "state"))
-	return append(args, cfg.ExtraArgs...)
+	return args
 }
 
 // localServer is one server process (one at a time: Restart starts a new
