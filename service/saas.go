@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
@@ -230,29 +231,15 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	if err != nil {
 		return nil, err
 	}
-	content, ext := encodeEvents(l, eventlog.JSONOptions{Kind: rt.kind}, events, req.Format)
-	sum := sha256.Sum256(content)
-	digest := hex.EncodeToString(sum[:])
-	reply := &eventlogpb.GetEventlogReply{
-		EventCount:  uint32(len(events)),
-		TotalEvents: uint32(len(l.Events)),
-		Format:      req.Format,
-		Sha256:      digest,
-		Source:      fmt.Sprintf("container %s's %s events in %s (runtime log %s)", short(c.container.ID), rt.kind.RegisterName(rt.index), cache.src.Name(), view.journal),
-		Simulated:   cache.src.Simulated(),
-	}
-	first, last := 0, 0
-	if len(events) > 0 {
-		first, last = events[0].Num, events[len(events)-1].Num
-		reply.FirstEvent = uint32(first)
-	}
+	e := encode(l, eventlog.JSONOptions{Kind: rt.kind}, events, req.Format, "saas-"+strings.ToLower(rt.kind.String()))
+	reply := e.reply
+	reply.Source = fmt.Sprintf("container %s's %s events in %s (runtime log %s)", short(c.container.ID), rt.kind.RegisterName(rt.index), cache.src.Name(), view.journal)
+	reply.Simulated = cache.src.Simulated()
 	if req.Inline {
-		reply.EventlogData = content
+		reply.EventlogData = e.content
 		return reply, nil
 	}
-	cat := map[eventlog.Kind]string{eventlog.TDX: "tdx", eventlog.TPM: "tpm"}[rt.kind]
-	name := fmt.Sprintf("%s/%ssaas-%s-%d-%d-%s.%s", s.containerDir(c), filePrefix, cat, first, last, digest[:16], ext)
-	path, err := s.saasOut.putOwned(name, content, &fileOwner{uid: c.uid, gid: c.gid})
+	path, err := s.saasOut.putOwned(s.containerDir(c)+"/"+e.name, e.content, &fileOwner{uid: c.uid, gid: c.gid})
 	if err != nil {
 		return nil, err
 	}

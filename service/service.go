@@ -222,12 +222,11 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 		return nil, err
 	}
 	key := replyKey{category: req.EventlogCategory, format: req.Format, gen: p.gen}
-	if len(events) > 0 {
-		key.first, key.last = events[0].Num, events[len(events)-1].Num
-	}
+	key.first, key.last = span(events)
 	if req.Inline {
 		c := s.encode(p, events, key, cache.src)
-		return withContent(c.reply, c.content), nil
+		c.reply.EventlogData = c.content
+		return c.reply, nil
 	}
 	if c := s.replies.get(key); c != nil {
 		if path, ok := s.out.reuse(c.name); ok {
@@ -259,47 +258,55 @@ func withPath(r *eventlogpb.GetEventlogReply, path string) *eventlogpb.GetEventl
 	return out
 }
 
-// withContent is a reply carrying the content instead of a file's path.
-func withContent(r *eventlogpb.GetEventlogReply, content []byte) *eventlogpb.GetEventlogReply {
-	out := withPath(r, "")
-	out.EventlogData = content
-	return out
-}
-
 type encoded struct {
 	cachedReply
 	content []byte
 }
 
-// encodeEvents writes the header and events of l in a reply's format, and
-// says the file name extension that goes with it.
-func encodeEvents(l *eventlog.Log, o eventlog.JSONOptions, events []eventlog.Event, format eventlogpb.FORMAT) (content []byte, ext string) {
+// encode writes events, a slice of l, in format, with l's header, and
+// describes them in a reply, without the file's path and what only the
+// caller knows (Source, Simulated). The file's name says which log the
+// events come from (log: "tdx", "saas-tpm", ...), which they are, and the
+// content's digest: the same events in the same format get the same name.
+func encode(l *eventlog.Log, o eventlog.JSONOptions, events []eventlog.Event, format eventlogpb.FORMAT, log string) encoded {
+	var content []byte
+	ext := "json"
 	if format == eventlogpb.FORMAT_TCG_RAW {
-		return eventlog.AppendRaw(nil, l, events), "bin"
+		content, ext = eventlog.AppendRaw(nil, l, events), "bin"
+	} else {
+		content = eventlog.AppendCCNPJSON(nil, l, events, o)
 	}
-	return eventlog.AppendCCNPJSON(nil, l, events, o), "json"
-}
-
-func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, src hwsource.Source) encoded {
-	content, ext := encodeEvents(p.log, p.json, events, key.format)
 	sum := sha256.Sum256(content)
 	digest := hex.EncodeToString(sum[:])
-	cat := strings.ToLower(strings.TrimSuffix(key.category.String(), "_EVENTLOG"))
+	first, last := span(events)
 	return encoded{
 		cachedReply: cachedReply{
-			name: fmt.Sprintf("%s%s-%d-%d-%s.%s", filePrefix, cat, key.first, key.last, digest[:16], ext),
+			name: fmt.Sprintf("%s%s-%d-%d-%s.%s", filePrefix, log, first, last, digest[:16], ext),
 			reply: &eventlogpb.GetEventlogReply{
 				EventCount:  uint32(len(events)),
-				TotalEvents: uint32(len(p.log.Events)),
-				Format:      key.format,
+				TotalEvents: uint32(len(l.Events)),
+				Format:      format,
 				Sha256:      digest,
-				FirstEvent:  uint32(key.first),
-				Source:      p.source,
-				Simulated:   src.Simulated(),
+				FirstEvent:  uint32(first),
 			},
 		},
 		content: content,
 	}
+}
+
+// span is the numbers of the first and the last of events; 0 and 0 for none.
+func span(events []eventlog.Event) (first, last int) {
+	if len(events) == 0 {
+		return 0, 0
+	}
+	return events[0].Num, events[len(events)-1].Num
+}
+
+// encode is encode for a platform log.
+func (s *Service) encode(p *parsedLog, events []eventlog.Event, key replyKey, src hwsource.Source) encoded {
+	c := encode(p.log, p.json, events, key.format, strings.ToLower(strings.TrimSuffix(key.category.String(), "_EVENTLOG")))
+	c.reply.Source, c.reply.Simulated = p.source, src.Simulated()
+	return c
 }
 
 // logFor returns the category's log, or why there is none.
