@@ -22,7 +22,8 @@ import (
 // than running the server as root, a short-lived root container copies the
 // logs into a pod-local directory, hands the copies to the server's uid, and
 // prepares the host directories the server writes to. The server then finds
-// the copies under <root>/run/firmware, where it looks when /sys is absent.
+// the copies under <root>/run/firmware, where it looks when it cannot read
+// the files in /sys: absent, or (the case here) readable by root only.
 
 func init() {
 	commands["stage"] = command{
