@@ -30,9 +30,10 @@ func hostPath(root, path string) string {
 	return filepath.Join(root, path)
 }
 
-// readLimited reads a whole file, failing if it holds more than limit bytes.
-// sysfs and securityfs files report a size of 0 or 4096 whatever they hold,
-// so the size is learned by reading, never from stat.
+// readLimited reads a whole file, failing if it holds more than limit bytes:
+// an event log, a CCEL table, an RTMR or the boot ID. sysfs and securityfs
+// files report a size of 0 or 4096 whatever they hold, so the size is
+// learned by reading, never from stat.
 func readLimited(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -44,7 +45,7 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s holds more than %d bytes, far more than any event log: wrong file?", path, limit)
+		return nil, fmt.Errorf("%s holds more than %d bytes, far more than such a file has: wrong file?", path, limit)
 	}
 	return b, nil
 }
