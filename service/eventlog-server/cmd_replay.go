@@ -46,17 +46,20 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	l, kind, err := parseLogFile(files[0], false, *tdx)
-	if err == nil {
-		var bank eventlog.Bank
-		if bank, err = eventlog.Replay(l); err == nil {
-			_, err = stdout.Write(appendReplayJSON(nil, l, kind, bank))
-			return exitStatus(err, stderr)
-		}
-		err = fmt.Errorf("%s: %w", files[0], err)
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "eventlog-server replay: %v\n", err)
+		return 1
 	}
-	fmt.Fprintf(stderr, "eventlog-server replay: %v\n", err)
-	return 1
+	l, kind, err := parseLogFile(files[0], false, *tdx)
+	if err != nil {
+		return fail(err)
+	}
+	bank, err := eventlog.Replay(l)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", files[0], err))
+	}
+	_, err = stdout.Write(appendReplayJSON(nil, l, kind, bank))
+	return exitStatus(err, stderr)
 }
 
 // appendReplayJSON writes the replay output with registers in index order
