@@ -143,7 +143,11 @@ type runtimeView struct {
 	// containers are each container's own log: the boot log's Spec ID
 	// header and the container's events, numbered 1..n.
 	containers map[string]*containerLog
-	journal    string
+	// header is the boot log's Spec ID header alone: the log of a
+	// container with no events yet. nil before the boot log is read, and
+	// for a legacy boot log, which has no Spec ID header.
+	header  *eventlog.Log
+	journal string
 }
 
 type containerLog struct {
@@ -180,11 +184,16 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	defer rt.mu.Unlock()
 	rt.boot = boot
 	rt.raw = boot.log.Raw
-	rt.view.Store(&runtimeView{containers: map[string]*containerLog{}})
 	if !boot.log.Agile() {
 		rt.disable(errors.New("the boot log is a legacy SHA1-only log (no Spec ID event), which runtime events cannot extend"))
 		return boot
 	}
+	header, err := eventlog.Parse(boot.log.Header.Raw)
+	if err != nil {
+		rt.disable(fmt.Errorf("the boot log's header alone: %w", err))
+		return boot
+	}
+	rt.view.Store(&runtimeView{containers: map[string]*containerLog{}, header: header})
 	bootID, err := rt.src.BootID(ctx)
 	if err != nil {
 		rt.disable(fmt.Errorf("cannot tell which boot the registers belong to: %w", err))
@@ -196,7 +205,7 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 		return boot
 	}
 	rt.journal = j
-	rt.view.Store(&runtimeView{containers: map[string]*containerLog{}, journal: j.Path()})
+	rt.view.Store(&runtimeView{containers: map[string]*containerLog{}, header: header, journal: j.Path()})
 	if op.SetAside != "" {
 		rt.log.Info("runtime log of an earlier boot set aside", "kind", rt.kind.String(), "path", op.SetAside)
 	}
@@ -312,7 +321,8 @@ func (rt *runtimeLog) confirm(records []runtimelog.Record) error {
 		return err
 	}
 	old := rt.current()
-	v := &runtimeView{disabled: old.disabled, journal: rt.journal.Path(), containers: make(map[string]*containerLog, len(old.containers)+1)}
+	v := *old
+	v.containers = make(map[string]*containerLog, len(old.containers)+1)
 	for id, c := range old.containers {
 		v.containers[id] = c
 	}
@@ -323,7 +333,7 @@ func (rt *runtimeLog) confirm(records []runtimelog.Record) error {
 		var craw []byte
 		var size int64
 		if c == nil {
-			craw = bytes.Clone(rt.boot.log.Header.Raw)
+			craw = bytes.Clone(v.header.Raw)
 		} else {
 			craw = bytes.Clone(c.log.Raw)
 			size = c.bytes
@@ -337,7 +347,7 @@ func (rt *runtimeLog) confirm(records []runtimelog.Record) error {
 	rt.raw = raw
 	rt.records = append(rt.records, records...)
 	rt.paas.Store(&parsedLog{log: l, json: rt.boot.json, gen: uint64(len(rt.records)), source: rt.boot.source})
-	rt.view.Store(v)
+	rt.view.Store(&v)
 	return nil
 }
 

@@ -215,17 +215,12 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	}
 	rt := cache.rt
 	view := rt.current()
-	var l *eventlog.Log
+	l := view.header // no event yet: the header alone, still a self-describing log
 	if own := view.containers[c.container.ID]; own != nil {
 		l = own.log
-	} else {
-		// No event yet: the header alone, still a self-describing log.
-		if rt.boot == nil || !rt.boot.log.Agile() {
-			return nil, &runtimeUnavailableError{kind: rt.kind, err: view.disabled}
-		}
-		if l, err = eventlog.Parse(rt.boot.log.Header.Raw); err != nil {
-			return nil, err
-		}
+	}
+	if l == nil {
+		return nil, &runtimeUnavailableError{kind: rt.kind, err: view.disabled}
 	}
 	events, err := l.Slice(int(req.StartPosition), int(req.Count))
 	if err != nil {
