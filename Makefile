@@ -2,6 +2,8 @@
 #
 #   make run        serve on simulated hardware (socket under build/run)
 #   make test       unit tests, chart tests and the e2e suite against a local server
+#   make unit       the first of those: every package but e2e, with -race
+#   make e2e-local  the second: the e2e suite against servers run here (e2e/README.md)
 #   make e2e        the e2e suite on a kind cluster (needs docker; kind/README.md)
 #   make e2e-up     only bring up that cluster and deploy (reused when it exists)
 #   make e2e-down   delete that cluster
