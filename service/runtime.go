@@ -326,23 +326,32 @@ func (rt *runtimeLog) confirm(records []runtimelog.Record) error {
 	for id, c := range old.containers {
 		v.containers[id] = c
 	}
+	// Each container's log takes all its records at once and is parsed
+	// once: a restart confirms the whole journal in one call.
+	type growth struct {
+		raw   []byte
+		bytes int64
+	}
+	grown := map[string]*growth{}
 	first := len(l.Events) - len(records)
 	for i, r := range records {
-		ev := &l.Events[first+i]
-		c := v.containers[r.ContainerID]
-		var craw []byte
-		var size int64
-		if c == nil {
-			craw = bytes.Clone(v.header.Raw)
-		} else {
-			craw = bytes.Clone(c.log.Raw)
-			size = c.bytes
+		g := grown[r.ContainerID]
+		if g == nil {
+			g = &growth{raw: bytes.Clone(v.header.Raw)}
+			if c := old.containers[r.ContainerID]; c != nil {
+				g.raw, g.bytes = bytes.Clone(c.log.Raw), c.bytes
+			}
+			grown[r.ContainerID] = g
 		}
-		cl, err := eventlog.Parse(append(craw, r.Event...))
+		g.raw = append(g.raw, r.Event...)
+		g.bytes += int64(len(l.Events[first+i].Data))
+	}
+	for id, g := range grown {
+		cl, err := eventlog.Parse(g.raw)
 		if err != nil {
 			return err
 		}
-		v.containers[r.ContainerID] = &containerLog{log: cl, bytes: size + int64(len(ev.Data))}
+		v.containers[id] = &containerLog{log: cl, bytes: g.bytes}
 	}
 	rt.raw = raw
 	rt.records = append(rt.records, records...)
