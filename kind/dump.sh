@@ -7,6 +7,9 @@
 # anything fails; it also runs on its own against a live cluster.
 #
 # usage: kind/dump.sh   (settings: kind/common.sh)
+#
+# No errexit: a command that fails (a pod gone meanwhile) must not cut the
+# rest of the collection short.
 set -o nounset -o pipefail
 
 # shellcheck source=kind/common.sh
