@@ -133,7 +133,6 @@ type runtimeLog struct {
 	pending *runtimelog.Record
 	boot    *parsedLog
 	raw     []byte // boot log followed by the confirmed records' events
-	logSize int64  // journal bytes
 }
 
 // runtimeView is what readers see of a runtime log. Immutable.
@@ -212,7 +211,6 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	if op.TornBytes > 0 {
 		rt.log.Warn("runtime log: dropped a record cut short by a crash (it was never extended)", "kind", rt.kind.String(), "bytes", op.TornBytes)
 	}
-	rt.logSize = j.Size()
 	records := op.Records
 	var last *runtimelog.Record
 	if n := len(records); n > 0 {
@@ -408,20 +406,17 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 		Event:       eventlog.AppendEvent2(nil, rt.index, typ, digests, data),
 	}
 	// Attribution, timestamp and framing take about 100 bytes more.
-	if rt.logSize+int64(len(rec.Event))+128 > rt.opts.MaxLogBytes {
-		return nil, &limitError{fmt.Sprintf("the %s runtime log is full: %d of %d bytes (--runtime-max-bytes); it empties when the node reboots", rt.kind, rt.logSize, rt.opts.MaxLogBytes)}
-	}
-
 	before := rt.journal.Size()
+	if before+int64(len(rec.Event))+128 > rt.opts.MaxLogBytes {
+		return nil, &limitError{fmt.Sprintf("the %s runtime log is full: %d of %d bytes (--runtime-max-bytes); it empties when the node reboots", rt.kind, before, rt.opts.MaxLogBytes)}
+	}
 	if err := rt.journal.Append(&rec); err != nil {
 		return nil, &outputError{rt.journal.Path(), err}
 	}
-	rt.logSize = rt.journal.Size()
 	rt.crash(crashAfterAppend)
 
 	if err := rt.src.Extend(ctx, rt.index, digests); err != nil {
 		if err := rt.afterFailedExtend(ctx, &rec, err); err != nil {
-			rt.logSize = rt.journal.Size()
 			return nil, err
 		}
 	}
@@ -429,7 +424,7 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 	if err := rt.confirm([]runtimelog.Record{rec}); err != nil {
 		// The record is in the journal and the register but not a valid
 		// event: a bug; the journal is checked again at the next start.
-		return nil, fmt.Errorf("record %d (journal bytes %d..%d): %w", rec.Seq, before, rt.logSize, err)
+		return nil, fmt.Errorf("record %d (journal bytes %d..%d): %w", rec.Seq, before, rt.journal.Size(), err)
 	}
 	l := rt.paas.Load().log
 	return &recorded{event: l.Events[len(l.Events)-1], ownNum: events + 1, eventType: typ}, nil
