@@ -171,8 +171,8 @@ func (rt *runtimeLog) disable(err error) {
 
 // open loads the journal of the current boot for the boot log just read,
 // checks it against the live register, finishes the extend of a record a
-// crash interrupted, and returns the platform log with the runtime events
-// appended. Problems disable recording but never the platform log: the boot
+// crash interrupted, and publishes and returns the platform log with the
+// runtime events appended. Problems disable recording but never the platform log: the boot
 // log is returned with whatever runtime events could be loaded.
 func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	// Whoever's request opens the log, its going away must not cut the
@@ -185,23 +185,23 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	rt.raw = boot.log.Raw
 	if !boot.log.Agile() {
 		rt.disable(errors.New("the boot log is a legacy SHA1-only log (no Spec ID event), which runtime events cannot extend"))
-		return boot
+		return rt.published()
 	}
 	header, err := eventlog.Parse(boot.log.Header.Raw)
 	if err != nil {
 		rt.disable(fmt.Errorf("the boot log's header alone: %w", err))
-		return boot
+		return rt.published()
 	}
 	rt.view.Store(&runtimeView{containers: map[string]*containerLog{}, header: header})
 	bootID, err := rt.src.BootID(ctx)
 	if err != nil {
 		rt.disable(fmt.Errorf("cannot tell which boot the registers belong to: %w", err))
-		return boot
+		return rt.published()
 	}
 	j, op, err := rt.dir.Open(rt.kind, bootID)
 	if err != nil {
 		rt.disable(err)
-		return boot
+		return rt.published()
 	}
 	rt.journal = j
 	rt.view.Store(&runtimeView{containers: map[string]*containerLog{}, header: header, journal: j.Path()})
@@ -242,12 +242,14 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	return rt.published()
 }
 
-// published is the platform log as last published (the boot log before the
-// first publish).
+// published returns the platform log readers see, after publishing the boot
+// log alone if open confirmed no record. mu is held: records publish under
+// it too, so this cannot replace a log with a record's event by an older one.
 func (rt *runtimeLog) published() *parsedLog {
-	if p := rt.paas.Load(); p != nil && p.gen > 0 {
+	if p := rt.paas.Load(); p != nil {
 		return p
 	}
+	rt.paas.Store(rt.boot)
 	return rt.boot
 }
 

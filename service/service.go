@@ -145,7 +145,9 @@ func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
 	if c.rt != nil {
 		// The runtime log is checked against the register before the
 		// first reply: a record a crash left half done is settled here.
-		p = c.rt.open(ctx, p)
+		// It publishes the log itself: records may publish theirs as
+		// soon as it has confirmed the journal's.
+		return c.rt.open(ctx, p), nil
 	}
 	c.parsed.Store(p)
 	return p, nil
