@@ -242,6 +242,20 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	return rt.published()
 }
 
+// close closes the journal. The gRPC server is stopped first; a record
+// that comes in anyway is refused.
+func (rt *runtimeLog) close() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	v := *rt.current()
+	v.disabled = errors.New("the server is stopping")
+	rt.view.Store(&v)
+	if rt.journal != nil {
+		rt.journal.Close()
+		rt.journal = nil
+	}
+}
+
 // published returns the platform log readers see, after publishing the boot
 // log alone if open confirmed no record. mu is held: records publish under
 // it too, so this cannot replace a log with a record's event by an older one.

@@ -241,17 +241,3 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	reply.EventlogDataLoc = path
 	return reply, nil
 }
-
-// close closes the journal. The gRPC server is stopped first; a record
-// that comes in anyway is refused.
-func (rt *runtimeLog) close() {
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	v := *rt.current()
-	v.disabled = errors.New("the server is stopping")
-	rt.view.Store(&v)
-	if rt.journal != nil {
-		rt.journal.Close()
-		rt.journal = nil
-	}
-}
