@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,9 @@ type AuthInfo struct {
 
 	pidfd  *os.File // nil without pidfd support or once the peer has exited
 	exited bool     // the peer had exited by the time the server looked
+	// closed is set when the connection, and with it pidfd, is closed:
+	// polling a closed os.File fails with an error os does not export.
+	closed atomic.Bool
 }
 
 // AuthType implements credentials.AuthInfo.
@@ -82,10 +86,10 @@ func (a *AuthInfo) Alive() error {
 		}
 		exited = fds[0].Revents&(unix.POLLIN|unix.POLLHUP) != 0
 	})
-	if errors.Is(err, os.ErrClosed) {
-		return errors.New("the connection is closed")
-	}
 	if err != nil {
+		if a.closed.Load() {
+			return errors.New("the connection is closed")
+		}
 		return err
 	}
 	if perr != nil {
@@ -173,7 +177,7 @@ func (creds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error)
 	}
 	if fdErr == nil && pidfd >= 0 {
 		info.pidfd = os.NewFile(uintptr(pidfd), "pidfd")
-		return &conn{Conn: c, pidfd: info.pidfd}, info, nil
+		return &conn{Conn: c, info: info}, info, nil
 	}
 	return c, info, nil
 }
@@ -189,12 +193,15 @@ func (creds) OverrideServerName(string) error { return nil }
 // conn closes the peer's pidfd with the connection.
 type conn struct {
 	net.Conn
-	pidfd *os.File
-	once  sync.Once
+	info *AuthInfo
+	once sync.Once
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.pidfd.Close() })
+	c.once.Do(func() {
+		c.info.closed.Store(true)
+		c.info.pidfd.Close()
+	})
 	return err
 }

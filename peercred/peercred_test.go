@@ -233,3 +233,37 @@ func copyExecutable(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestAliveAfterClose: a handler that asks after its connection closed is
+// told so.
+func TestAliveAfterClose(t *testing.T) {
+	lis, err := net.Listen("unix", filepath.Join(shortTempDir(t), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	client, err := net.Dial("unix", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, info, err := peercred.NewCredentials().ServerHandshake(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := info.(*peercred.AuthInfo)
+	if err := a.Alive(); err != nil {
+		t.Fatalf("Alive() of this running process: %v", err)
+	}
+	if conn == c {
+		t.Skip("no pidfd on this kernel: Alive cannot tell anything")
+	}
+	conn.Close()
+	if err := a.Alive(); err == nil || err.Error() != "the connection is closed" {
+		t.Errorf("Alive() after the connection closed: %v", err)
+	}
+}
