@@ -308,12 +308,17 @@ func (rt *runtimeLog) resolvePending(ctx context.Context) error {
 			return fmt.Errorf("extending %s with record %d of the runtime log, which a crash or a failed extend left out: %w", rt.kind.RegisterName(rt.index), p.Seq, err)
 		}
 		rt.log.Warn("runtime log: extended the register with a record the last run appended but did not extend", "kind", rt.kind.String(), "record", p.Seq, "container", p.ContainerID)
+		reg := rt.kind.RegisterName(rt.index)
 		live, err = rt.src.Registers(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading %s after extending it with record %d of the runtime log: %w", reg, p.Seq, err)
 		}
-		if v, err := runtimelog.Reconcile(l, rt.kind, rt.index, len(rt.records)+1, live); err != nil || v != runtimelog.InSync {
-			return fmt.Errorf("after extending record %d the register still disagrees with the runtime log: %v", p.Seq, err)
+		v, err := runtimelog.Reconcile(l, rt.kind, rt.index, len(rt.records)+1, live)
+		if err != nil {
+			return fmt.Errorf("after extending %s with record %d of the runtime log: %w", reg, p.Seq, err)
+		}
+		if v != runtimelog.InSync {
+			return fmt.Errorf("after extending %s with record %d of the runtime log, the register still holds the value without it: the extend did not take effect", reg, p.Seq)
 		}
 	}
 	rt.pending = nil

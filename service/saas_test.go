@@ -587,15 +587,19 @@ type faultyTDX struct {
 	failBefore bool // fail without extending
 	failAfter  bool // extend, then fail (a reply lost)
 	blind      bool // Registers fail as well
+	noop       bool // report success without extending
 }
 
 func (f *faultyTDX) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
 	f.mu.Lock()
-	before, after := f.failBefore, f.failAfter
+	before, after, noop := f.failBefore, f.failAfter, f.noop
 	f.failBefore, f.failAfter = false, false
 	f.mu.Unlock()
 	if before {
 		return errors.New("injected: the extend did not happen")
+	}
+	if noop {
+		return nil
 	}
 	if err := f.TDX.Extend(ctx, index, digests); err != nil {
 		return err
@@ -664,6 +668,18 @@ func TestFailedExtends(t *testing.T) {
 		t.Error("RTMR3 is not the extend of e1..e4, once each")
 	}
 	checkPlatformReplay(t, s)
+
+	// A waiting event whose extend reports success but changes nothing
+	// is not confirmed, and the caller is told why.
+	td.set(func(f *faultyTDX) { f.failBefore, f.blind = true, true })
+	_, err = s.record(t, "e5")
+	wantCode(t, err, codes.Unavailable, "do not record it again")
+	td.set(func(f *faultyTDX) { f.blind, f.noop = false, true })
+	_, err = s.record(t, "e6")
+	wantCode(t, err, codes.FailedPrecondition, "RTMR3 with record 5", "did not take effect")
+	if got := datas(s.own(t)); fmt.Sprint(got) != "[e1 e2 e3 e4]" {
+		t.Errorf("an event the register lacks is served: %v", got)
+	}
 }
 
 // TestConcurrentRecords: many containers recording at once; every event
