@@ -110,10 +110,18 @@ type rserver struct {
 	stop func()
 }
 
-// start serves src as the TDX source on a real Unix socket.
+// start serves tdx as the TDX source on a real Unix socket.
 func (e *runtimeEnv) start(t *testing.T, tdx hwsource.Extender) *rserver {
 	t.Helper()
-	svc, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx}, service.Options{
+	s := e.serve(t, map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx})
+	s.tdx = tdx
+	return s
+}
+
+// serve serves srcs on a real Unix socket, once it is healthy.
+func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.Source) *rserver {
+	t.Helper()
+	svc, err := service.New(srcs, service.Options{
 		OutputDir: e.outDir,
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -137,7 +145,6 @@ func (e *runtimeEnv) start(t *testing.T, tdx hwsource.Extender) *rserver {
 	}
 	s := &rserver{
 		server: &server{svc: svc, socket: socket, outDir: e.outDir, client: eventlogpb.NewEventlogClient(conn), health: healthpb.NewHealthClient(conn)},
-		tdx:    tdx,
 	}
 	var once sync.Once
 	s.stop = func() {
@@ -754,31 +761,8 @@ func TestSimulatedTPMRuntimeEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tpm.Close()
-	svc, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TPM_EVENTLOG: tpm}, service.Options{
-		OutputDir: e.outDir,
-		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Runtime:   e.opts,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer svc.Close()
-	socket := filepath.Join(e.dir, "tpm.sock")
-	lis, err := service.ListenUnix(socket, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, _ := svc.NewGRPCServer()
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := eventlogpb.NewEventlogClient(conn)
+	t.Cleanup(func() { tpm.Close() }) // after the server stops
+	client := e.serve(t, map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TPM_EVENTLOG: tpm}).client
 	ctx := context.Background()
 
 	e.as(t, ctrA)
