@@ -183,21 +183,23 @@ func (d *outDir) reuse(name string) (string, bool) {
 	p := d.path(name)
 	if restamp {
 		if err := os.Chtimes(p, now, now); err != nil {
-			d.forget(name)
+			d.forget(name, f)
 			return "", false
 		}
 	} else if _, err := os.Lstat(p); err != nil {
 		// Removed behind the server's back: write it again.
-		d.forget(name)
+		d.forget(name, f)
 		return "", false
 	}
 	return p, true
 }
 
-func (d *outDir) forget(name string) {
+// forget stops counting the file f, unless it is gone already: name may
+// meanwhile be another put's, writing the file again.
+func (d *outDir) forget(name string, f *outFile) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if f, ok := d.files[name]; ok {
+	if d.files[name] == f {
 		d.total -= f.size
 		delete(d.files, name)
 	}
