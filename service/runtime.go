@@ -133,6 +133,7 @@ type runtimeLog struct {
 	pending *runtimelog.Record
 	boot    *parsedLog
 	raw     []byte // boot log followed by the confirmed records' events
+	closed  bool
 }
 
 // runtimeView is what readers see of a runtime log. Immutable.
@@ -172,8 +173,9 @@ func (rt *runtimeLog) disable(err error) {
 // open loads the journal of the current boot for the boot log just read,
 // checks it against the live register, finishes the extend of a record a
 // crash interrupted, and publishes and returns the platform log with the
-// runtime events appended. Problems disable recording but never the platform log: the boot
-// log is returned with whatever runtime events could be loaded.
+// runtime events appended. Problems disable recording but never the
+// platform log: the boot log is returned with whatever runtime events could
+// be loaded.
 func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	// Whoever's request opens the log, its going away must not cut the
 	// check short: a failed open disables recording until a restart.
@@ -183,6 +185,11 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	defer rt.mu.Unlock()
 	rt.boot = boot
 	rt.raw = boot.log.Raw
+	if rt.closed {
+		// The first read came as the server stopped (a health check the
+		// stop did not wait for): a journal opened now would stay open.
+		return rt.published()
+	}
 	if !boot.log.Agile() {
 		rt.disable(errors.New("the boot log is a legacy SHA1-only log (no Spec ID event), which runtime events cannot extend"))
 		return rt.published()
@@ -247,6 +254,7 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 func (rt *runtimeLog) close() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.closed = true
 	v := *rt.current()
 	v.disabled = errors.New("the server is stopping")
 	rt.view.Store(&v)
