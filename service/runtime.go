@@ -2,6 +2,7 @@ package service
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,23 +58,12 @@ const (
 )
 
 func (o *RuntimeOptions) setDefaults() error {
-	if o.ProcRoot == "" {
-		o.ProcRoot = "/proc"
-	}
-	for _, d := range []struct {
-		v   *int64
-		def int64
-	}{{&o.MaxBytes, DefaultMaxBytes}, {&o.MaxLogBytes, DefaultMaxLogBytes}, {&o.OutputBytes, DefaultOutputBytes}} {
-		if *d.v == 0 {
-			*d.v = d.def
-		}
-	}
-	if o.MaxEvents == 0 {
-		o.MaxEvents = DefaultMaxEvents
-	}
-	if o.MaxEventSize == 0 {
-		o.MaxEventSize = DefaultMaxEventSize
-	}
+	o.ProcRoot = cmp.Or(o.ProcRoot, "/proc")
+	o.MaxEvents = cmp.Or(o.MaxEvents, DefaultMaxEvents)
+	o.MaxBytes = cmp.Or(o.MaxBytes, DefaultMaxBytes)
+	o.MaxEventSize = cmp.Or(o.MaxEventSize, DefaultMaxEventSize)
+	o.MaxLogBytes = cmp.Or(o.MaxLogBytes, DefaultMaxLogBytes)
+	o.OutputBytes = cmp.Or(o.OutputBytes, DefaultOutputBytes)
 	switch {
 	case o.MaxEvents < 0 || o.MaxBytes < 0 || o.MaxEventSize < 0 || o.MaxLogBytes < 0 || o.OutputBytes < 0:
 		return errors.New("container-level event limits must not be negative")
