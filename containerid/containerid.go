@@ -31,11 +31,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 )
 
 // Container is the container a process runs in.
@@ -187,17 +187,13 @@ func OfProcess(procRoot string, pid int) (Container, error) {
 		return Container{}, fmt.Errorf("invalid pid %d", pid)
 	}
 	path := filepath.Join(procRoot, strconv.Itoa(pid), "cgroup")
-	f, err := os.Open(path)
+	b, err := boundedread.ReadFile(path, maxCgroupFile)
+	var tooLarge *boundedread.TooLargeError
+	if errors.As(err, &tooLarge) {
+		return Container{}, fmt.Errorf("finding the container of process %d: %s %v: not a cgroup file", pid, path, err)
+	}
 	if err != nil {
 		return Container{}, fmt.Errorf("finding the container of process %d: %w", pid, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxCgroupFile+1))
-	if err != nil {
-		return Container{}, fmt.Errorf("finding the container of process %d: read %s: %w", pid, path, err)
-	}
-	if len(b) > maxCgroupFile {
-		return Container{}, fmt.Errorf("finding the container of process %d: %s holds more than %d bytes: not a cgroup file", pid, path, maxCgroupFile)
 	}
 	c, err := Parse(b)
 	if err != nil {

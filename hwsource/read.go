@@ -1,11 +1,12 @@
 package hwsource
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 )
 
 // Size limits for what the real backends read. Real CCEL log areas are 64 KiB
@@ -35,19 +36,12 @@ func hostPath(root, path string) string {
 // files report a size of 0 or 4096 whatever they hold, so the size is
 // learned by reading, never from stat.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, err := boundedread.ReadFile(path, limit)
+	var tooLarge *boundedread.TooLargeError
+	if errors.As(err, &tooLarge) {
+		return nil, fmt.Errorf("%s %v, far more than such a file has: wrong file?", path, err)
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s holds more than %d bytes, far more than such a file has: wrong file?", path, limit)
-	}
-	return b, nil
+	return b, err
 }
 
 // joinErrors wraps errs like errors.Join, but on one line: the messages end

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,6 +38,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 )
 
 // Record is one runtime event and who recorded it.
@@ -486,19 +486,12 @@ func (j *Journal) Size() int64 { return j.size }
 func (j *Journal) Close() error { return j.f.Close() }
 
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
+	b, err := boundedread.ReadFile(path, limit)
+	var tooLarge *boundedread.TooLargeError
+	if errors.As(err, &tooLarge) {
 		return nil, fmt.Errorf("runtime log %s is larger than %d bytes", path, limit)
 	}
-	return b, nil
+	return b, err
 }
 
 func syncDir(dir string) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 )
 
 func init() {
@@ -36,19 +37,12 @@ const maxLogFile = 64 << 20
 
 // readLogFile reads a file of at most maxLogFile bytes.
 func readLogFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxLogFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(b) > maxLogFile {
+	b, err := boundedread.ReadFile(path, maxLogFile)
+	var tooLarge *boundedread.TooLargeError
+	if errors.As(err, &tooLarge) {
 		return nil, fmt.Errorf("%s: larger than %d MiB: not an event log", path, maxLogFile>>20)
 	}
-	return b, nil
+	return b, err
 }
 
 // parseLogFile reads and parses an event log file. tdx reads it as a TDX

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -98,14 +100,12 @@ func readData(path string, stdin io.Reader) ([]byte, error) {
 		defer f.Close()
 		r = f
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxRecordFile+1))
-	if err != nil {
-		return nil, err
+	b, err := boundedread.ReadAll(r, maxRecordFile)
+	var tooLarge *boundedread.TooLargeError
+	if errors.As(err, &tooLarge) {
+		return nil, fmt.Errorf("%s %v: measure its digest instead", path, err)
 	}
-	if len(b) > maxRecordFile {
-		return nil, fmt.Errorf("%s holds more than %d bytes: measure its digest instead", path, maxRecordFile)
-	}
-	return b, nil
+	return b, err
 }
 
 // defaultRecordTimeout leaves room for a TPM, which takes a while to extend.
