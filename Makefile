@@ -51,12 +51,12 @@ test: unit e2e-local
 # Unit tests, with the race detector. The e2e suite is not run here: it builds
 # the server with -race itself and runs it as a separate process (e2e-local).
 unit:
-	$(GO) test -race $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/e2e/')
+	$(GO) test -race -timeout 20m $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/e2e/')
 
 # The e2e suite (e2e/README.md) against servers run as local processes.
 # Without OpenSSL's headers it runs without cgo, and skips the simulated TPM.
 e2e-local:
-	$(if $(filter yes,$(HAVE_OPENSSL)),,CGO_ENABLED=0) $(GO) test -count=1 ./e2e/...
+	$(if $(filter yes,$(HAVE_OPENSSL)),,CGO_ENABLED=0) $(GO) test -count=1 -timeout 20m ./e2e/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
