@@ -39,6 +39,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/durable"
 )
 
 // Record is one runtime event and who recorded it.
@@ -241,29 +242,10 @@ func create(path string, kind eventlog.Kind, bootID string) (*Journal, error) {
 	hdr = append(hdr, bootID...)
 	hdr = binary.LittleEndian.AppendUint32(hdr, crc32.Checksum(hdr, castagnoli))
 
-	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	_, err = f.Write(hdr)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := durable.WriteFile(path, hdr, 0o600); err != nil {
 		return nil, fmt.Errorf("creating runtime log %s: %w", path, err)
 	}
-	f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -492,13 +474,4 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("runtime log %s is larger than %d bytes", path, limit)
 	}
 	return b, err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

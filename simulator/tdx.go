@@ -18,13 +18,13 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/durable"
 )
 
 // Defaults and limits of a simulated TDX log.
@@ -205,43 +205,10 @@ func (t *TDX) save(rtmrs eventlog.Bank) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(t.cfg.StateFile, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(t.cfg.StateFile, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("simulated TDX state: %w", err)
 	}
 	return nil
-}
-
-// writeFileSync replaces path with content: temp file, fsync, rename, fsync
-// of the directory.
-func writeFileSync(path string, content []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ccMRIndex maps a PC Client PCR to the CC measurement register TDVF logs it
