@@ -54,7 +54,8 @@ type Event struct {
 	Digests   []Digest `yaml:"Digests"`
 	EventSize int      `yaml:"EventSize"`
 	// Event is the event data: decoded into fields for the types it
-	// knows, one hex string for the others (see DataHex).
+	// knows, text for the types whose data is text (EV_EFI_ACTION, ...),
+	// one quoted hex string for the others (see DataHex).
 	Event yaml.Node `yaml:"Event"`
 }
 
@@ -65,9 +66,10 @@ type Digest struct {
 }
 
 // DataHex is the event data when tpm2_eventlog printed it as one hex string
-// rather than decoding it, and "" when it decoded it.
+// (it quotes those), rather than decoding it or printing it as text; "" when
+// it did not.
 func (e *Event) DataHex() string {
-	if e.Event.Kind != yaml.ScalarNode {
+	if e.Event.Kind != yaml.ScalarNode || e.Event.Style != yaml.DoubleQuotedStyle {
 		return ""
 	}
 	return e.Event.Value

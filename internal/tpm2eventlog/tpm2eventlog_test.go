@@ -33,7 +33,7 @@ func TestReadsABuiltLog(t *testing.T) {
 	algs := []eventlog.Alg{eventlog.AlgSHA1, eventlog.AlgSHA256}
 	log := eventlog.AppendSpecIDHeader(nil, 0, algs)
 	data := [][]byte{[]byte("post code"), []byte("an action"), {0xde, 0xad, 0xbe, 0xef}}
-	types := []eventlog.EventType{eventlog.EvPostCode, eventlog.EvAction, eventlog.EvEventTag}
+	types := []eventlog.EventType{eventlog.EvPostCode, eventlog.EvEFIAction, eventlog.EvEventTag}
 	pcrs := []uint32{0, 4, 14}
 	for i := range data {
 		log = eventlog.AppendEvent2(log, pcrs[i], types[i], eventlog.Measure(data[i], algs), data[i])
@@ -61,6 +61,10 @@ func TestReadsABuiltLog(t *testing.T) {
 	}
 	if got := out.Events[3].DataHex(); got != "deadbeef" {
 		t.Errorf("EV_EVENT_TAG data printed as %q, want deadbeef", got)
+	}
+	// EV_EFI_ACTION's data is text: printed as such, not as hex.
+	if got := out.Events[2]; got.DataHex() != "" || got.Event.Value != "an action" {
+		t.Errorf("EV_EFI_ACTION data printed as %q, DataHex %q", got.Event.Value, got.DataHex())
 	}
 	l, err := eventlog.Parse(log)
 	if err != nil {
