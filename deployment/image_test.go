@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 	pb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -145,18 +146,10 @@ func testStagedHostLogs(t *testing.T, image string) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root, to lay out root-only host files and clean up what uid 1000 wrote")
 	}
-	root := repoRoot(t)
-	corpus := filepath.Join(root, "eventlog/testdata/corpus")
-	table := readBytes(t, filepath.Join(corpus, "tdx/cos-113-tdx.table.bin"))
-	area := readBytes(t, filepath.Join(corpus, "tdx/cos-113-tdx.data.bin"))
-	tpmLog := readBytes(t, filepath.Join(corpus, "tpm/tpm_rhel8-uefi.bin"))
-	var expected map[string]struct {
-		Events    int `json:"events_incl_header"`
-		UsedBytes int `json:"used_bytes"`
-	}
-	if err := json.Unmarshal(readBytes(t, filepath.Join(corpus, "expected.json")), &expected); err != nil {
-		t.Fatal(err)
-	}
+	table := corpus.Read(t, "tdx/cos-113-tdx.table.bin")
+	area := corpus.Read(t, "tdx/cos-113-tdx.data.bin")
+	tpmLog := corpus.Read(t, "tpm/tpm_rhel8-uefi.bin")
+	expected := corpus.Expected(t)
 	tdxWant, tpmWant := expected["tdx/cos-113-tdx.data.bin"], expected["tpm/tpm_rhel8-uefi.bin"]
 
 	// The host: firmware files as the kernel shows them, root-only. The TPM
@@ -207,8 +200,8 @@ func testStagedHostLogs(t *testing.T, image string) {
 		events int
 		log    []byte // the log's bytes, padding excluded
 	}{
-		{pb.CATEGORY_TDX_EVENTLOG, tdxWant.Events - 1, area[:tdxWant.UsedBytes]},
-		{pb.CATEGORY_TPM_EVENTLOG, tpmWant.Events - 1, tpmLog},
+		{pb.CATEGORY_TDX_EVENTLOG, tdxWant.EventsInclHeader - 1, area[:tdxWant.UsedBytes]},
+		{pb.CATEGORY_TPM_EVENTLOG, tpmWant.EventsInclHeader - 1, tpmLog},
 	} {
 		reply, data := getEventlog(t, client, outDir, &pb.GetEventlogRequest{EventlogCategory: tt.cat, Format: pb.FORMAT_TCG_RAW})
 		if reply.Simulated || !strings.Contains(reply.Source, "/run/firmware/") {
