@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"fmt"
-	"os/exec"
 	"strconv"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"google.golang.org/grpc/codes"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/tpm2eventlog"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -42,7 +42,7 @@ var _ = Describe("Paging through a log", Label("paging"), Ordered, ContinueOnFai
 						By(fmt.Sprintf("asking for start_position %d, count %d in %s", start, count, format))
 						reply := mustGetEventlog(ctx, client, request(cat, start, count, format))
 						expectServed(srv, reply, src, format, first, last)
-						if tool, err := exec.LookPath("tpm2_eventlog"); err == nil && format == tcgRaw && cat == tpm && src.log.Agile() {
+						if tool, err := tpm2eventlog.Find(); err == nil && format == tcgRaw && cat == tpm && src.log.Agile() {
 							By("reading the raw slice with tpm2_eventlog")
 							expectTPM2EventlogAgrees(ctx, tool, srv.LocalPath(reply.EventlogDataLoc), src, first, last)
 						}
