@@ -99,7 +99,7 @@ func get(args []string, stdout io.Writer) int {
 	fs := newFlagSet("get", "eventlog-server get [flags]")
 	var c clientFlags
 	c.register(fs)
-	start := fs.Int("start", 0, "number of the first event (0 and 1 both mean the first; the Spec ID header is event 0)")
+	start := fs.Int("start", 0, "number of the first event (0 and 1 both mean the first; the Spec ID header is event 0); on a server run with --zero-based-start, the events to skip")
 	count := fs.Int("count", 0, "at most this many events (0: all the rest)")
 	format := fs.String("format", "json", "format of the file the server writes: json (CCNP JSON) or raw (TCG binary)")
 	output := fs.String("o", "path", "what to print: path (of the returned file), table or json (the events, decoded here)")
