@@ -1,12 +1,15 @@
 // Command eventlog-server serves a confidential node's event logs over a Unix
 // socket, and carries the offline and client tools that go with it.
 //
-// Without a subcommand (or with flags only) it runs the server.
+// Without a subcommand (or with flags only) it runs the server. Run under
+// the name grpc_health_probe (the image links /usr/bin/grpc_health_probe to
+// it), it is that tool, for upstream's manifests (healthprobe.go).
 package main
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -21,7 +24,15 @@ type command struct {
 var commands = map[string]command{}
 
 func main() {
-	os.Exit(dispatch(os.Args[1:]))
+	os.Exit(run(os.Args))
+}
+
+// run dispatches on the name the binary was run under, then on the command.
+func run(argv []string) int {
+	if len(argv) > 0 && filepath.Base(argv[0]) == grpcHealthProbeName {
+		return grpcHealthProbe(argv[1:], os.Stdout, os.Stderr)
+	}
+	return dispatch(argv[1:])
 }
 
 func dispatch(args []string) int {
