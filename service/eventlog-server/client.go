@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -260,7 +261,10 @@ func verifyStatus(r *eventlogpb.VerifyEventlogReply) int {
 func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEventlogReply) {
 	fmt.Fprintf(w, "%s log: %s, %d events\n", kindOf(cat), r.Source, r.TotalEvents)
 	if r.LiveError != "" {
-		fmt.Fprintf(w, "live registers: not available: %s\n", r.LiveError)
+		// The server's error starts with hwsource.ErrNotAvailable's own
+		// words; say them once.
+		why := strings.TrimPrefix(r.LiveError, hwsource.ErrNotAvailable.Error()+": ")
+		fmt.Fprintf(w, "live registers: not available: %s\n", why)
 	} else {
 		fmt.Fprintf(w, "live registers: %s\n", r.LiveFrom)
 	}

@@ -113,7 +113,9 @@ func TestGRPCHealthProbeConnectionFailures(t *testing.T) {
 }
 
 // stallingHealth answers nothing until the caller gives up.
-type stallingHealth struct{ healthpb.UnimplementedHealthServer }
+type stallingHealth struct {
+	healthpb.UnimplementedHealthServer
+}
 
 func (stallingHealth) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	<-ctx.Done()

@@ -37,12 +37,21 @@ func run(argv []string) int {
 
 func dispatch(args []string) int {
 	name := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	switch {
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
 		name, args = args[0], args[1:]
+	case len(args) > 0 && isHelpFlag(args[0]):
+		name, args = "help", nil // eventlog-server -h: every command
 	}
-	if name == "help" {
+	switch {
+	case name == "help" && len(args) > 0:
+		return dispatch([]string{args[0], "-h"}) // help COMMAND: its flags
+	case name == "help":
+		// The commands, then serve's flags: without a command, it serves.
 		usage(os.Stdout)
-		return 0
+		fmt.Fprintln(os.Stdout, "\nWithout a command (or with flags only) it runs serve:")
+		fmt.Fprintln(os.Stdout)
+		return commands["serve"].run([]string{"-h"})
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -52,6 +61,8 @@ func dispatch(args []string) int {
 	}
 	return cmd.run(args)
 }
+
+func isHelpFlag(arg string) bool { return wantsHelp([]string{arg}) }
 
 func usage(w *os.File) {
 	fmt.Fprintln(w, "usage: eventlog-server [command] [flags]")
