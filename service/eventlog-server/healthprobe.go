@@ -70,7 +70,7 @@ func (h *rpcHeaders) String() string { return fmt.Sprint(h.MD) }
 
 func (h *rpcHeaders) Set(v string) error {
 	name, value, ok := strings.Cut(v, ":")
-	if !ok {
+	if !ok || strings.TrimSpace(name) == "" {
 		return fmt.Errorf("invalid RPC header, expected 'name: value', got %q", v)
 	}
 	if h.MD == nil {

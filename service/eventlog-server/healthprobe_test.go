@@ -177,6 +177,7 @@ func TestGRPCHealthProbeInvalidArguments(t *testing.T) {
 		{[]string{"-addr=unix:/x", "-tls-ca-cert=/ca.pem"}, "-tls-ca-cert: not supported"},
 		{[]string{"-addr=unix:/x", "-alts", "-gzip", "-spiffe"}, "-alts, -gzip, -spiffe: not supported"},
 		{[]string{"-addr=unix:/x", "-rpc-header=no-colon"}, "invalid RPC header"},
+		{[]string{"-addr=unix:/x", "-rpc-header=: no name"}, "invalid RPC header"},
 		{[]string{"-addr=unix:/x", "-bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"-h"}, "usage: grpc_health_probe"}, // as grpc_health_probe: help is status 1
 	} {
