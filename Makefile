@@ -1,6 +1,7 @@
 # ccnp-eventlog: the targets are the project's vocabulary.
 #
 #   make run        serve on simulated hardware (socket under build/run)
+#   make install    put eventlog-server in $(PREFIX)/bin (default /usr/local/bin)
 #   make test       unit tests, chart tests and the e2e suite against a local server
 #   make unit       the first of those: every package but e2e, with -race
 #   make e2e-local  the second: the e2e suite against servers run here (e2e/README.md);
@@ -23,11 +24,14 @@ BIN     := service/eventlog-server/eventlog-server
 RUN_DIR ?= $(CURDIR)/build/run
 HWSOURCE ?= simulated
 FUZZTIME ?= 30s
+# make install puts the binary in $(DESTDIR)$(PREFIX)/bin: /usr/local/bin is
+# on every PATH (root needed); PREFIX=$$HOME/.local installs without root.
+PREFIX  ?= /usr/local
 # The image `make image` builds. Its tag is the chart's appVersion, so the chart
 # deploys it with its default values.
 IMAGE   ?= ccnp-eventlog-server:$(shell awk '/^appVersion:/ { gsub(/"/, "", $$2); print $$2 }' deployment/charts/eventlog-server/Chart.yaml)
 
-.PHONY: all build run test unit e2e-local lint proto bench fuzz clean image manifests e2e e2e-up e2e-down
+.PHONY: all build install run test unit e2e-local lint proto bench fuzz clean image manifests e2e e2e-up e2e-down
 
 all: build
 
@@ -43,6 +47,9 @@ else
 	@echo "warning: no OpenSSL headers (apt-get install libssl-dev): building without the simulated TPM" >&2
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./service/eventlog-server
 endif
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/eventlog-server
 
 run: build
 	$(BIN) --hwsource=$(HWSOURCE) --socket=$(RUN_DIR)/eventlog.sock --output-dir=$(RUN_DIR)/eventlog \
@@ -76,8 +83,10 @@ else
 	$(GO) test -count=1 -timeout 20m ./e2e/...
 endif
 
+# gofmt covers every .go file here, tracked or not, with or without git.
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path './build/*' -exec gofmt -l {} +); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOTOOL) staticcheck ./...
 

@@ -240,7 +240,8 @@ type GetEventlogRequest struct {
 	EventlogCategory CATEGORY               `protobuf:"varint,2,opt,name=eventlog_category,json=eventlogCategory,proto3,enum=CATEGORY" json:"eventlog_category,omitempty"`
 	// Number of the first event returned, as tpm2_eventlog numbers events:
 	// the Spec ID header is event 0, the events after it 1..N; 0 and 1 both
-	// mean the first event.
+	// mean the first event. A server run with --zero-based-start counts it as
+	// the events to skip instead, as the upstream server did (2: from event 3).
 	StartPosition int32 `protobuf:"varint,3,opt,name=start_position,json=startPosition,proto3" json:"start_position,omitempty"`
 	// At most this many events; 0 means all the rest.
 	Count  int32  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`

@@ -222,7 +222,7 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	if l == nil {
 		return nil, &runtimeUnavailableError{kind: rt.kind, err: view.disabled}
 	}
-	events, err := l.Slice(int(req.StartPosition), int(req.Count))
+	events, err := s.slice(l, req.StartPosition, req.Count)
 	if err != nil {
 		return nil, err
 	}

@@ -57,6 +57,8 @@ type runtimeEnv struct {
 	proc     string
 	tdxState string
 	opts     service.RuntimeOptions
+	// zeroBasedStart is service.Options.ZeroBasedStart.
+	zeroBasedStart bool
 }
 
 func newRuntimeEnv(t *testing.T) *runtimeEnv {
@@ -126,6 +128,8 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Runtime:   e.opts,
+
+		ZeroBasedStart: e.zeroBasedStart,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ type Options struct {
 	// Runtime configures container-level events; they are off without a
 	// state directory.
 	Runtime RuntimeOptions
+	// ZeroBasedStart makes start_position count the events to skip, as the
+	// upstream server did, instead of numbering the first event (paging.go).
+	ZeroBasedStart bool
 }
 
 // Service implements eventlogpb.EventlogServer.
@@ -49,6 +52,8 @@ type Service struct {
 	rtDir   *runtimelog.Dir // nil when they are off
 	saasOut *outDir         // per-container files, under OutputDir/containers
 	saasKey []byte          // names the per-container directories
+
+	zeroBasedStart bool // Options.ZeroBasedStart
 }
 
 // New returns a service serving the given sources. A category without a
@@ -58,7 +63,7 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger, rtOpts: opts.Runtime}
+	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger, rtOpts: opts.Runtime, zeroBasedStart: opts.ZeroBasedStart}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -219,7 +224,7 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	if err != nil {
 		return nil, err
 	}
-	events, err := p.log.Slice(int(req.StartPosition), int(req.Count))
+	events, err := s.slice(p.log, req.StartPosition, req.Count)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchServerEnv) == "1" {
 		os.Exit(dispatch([]string{"serve"}))
 	}
+	// The test binary linked as grpc_health_probe is the server's binary
+	// run under that name (healthprobe_test.go).
+	if filepath.Base(os.Args[0]) == grpcHealthProbeName {
+		os.Exit(run(os.Args))
+	}
 	os.Exit(m.Run())
 }
 
