@@ -205,8 +205,12 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	if op.SetAside != "" {
 		rt.log.Info("runtime log of an earlier boot set aside", "kind", rt.kind.String(), "path", op.SetAside)
 	}
-	if op.TornBytes > 0 {
-		rt.log.Warn("runtime log: dropped a record cut short by a crash (it was never extended)", "kind", rt.kind.String(), "bytes", op.TornBytes)
+	if op.MigratedFrom != 0 {
+		rt.log.Info("runtime log rewritten in the current format", "kind", rt.kind.String(), "path", j.Path(), "from_version", op.MigratedFrom, "records", len(op.Records))
+	}
+	if op.Damaged != nil {
+		rt.repairTail(ctx, op)
+		return rt.published()
 	}
 	records := op.Records
 	var last *runtimelog.Record
@@ -237,6 +241,46 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	}
 	rt.log.Info("runtime log ready", "kind", rt.kind.String(), "register", rt.kind.RegisterName(rt.index), "journal", j.Path(), "events", len(rt.records), "containers", len(rt.current().containers))
 	return rt.published()
+}
+
+// repairTail settles the damaged last record Open found, with the live
+// register: cut off when the register shows it was never extended, else
+// reported as DATA_LOSS with the file kept as it is and recording off. The
+// intact records are served either way. mu is held.
+func (rt *runtimeLog) repairTail(ctx context.Context, op runtimelog.Opened) {
+	d, j := op.Damaged, rt.journal
+	serve := func(why error) {
+		if err := rt.confirm(op.Records); err != nil {
+			why = fmt.Errorf("%w; and the records before it do not make a valid log: %v", why, err)
+		}
+		rt.disable(why)
+	}
+	live, err := rt.src.Registers(ctx)
+	if err != nil {
+		serve(fmt.Errorf("runtime log %s ends in a damaged record %d (byte %d, %d bytes: %s), and the live %s cannot be read to tell whether it was extended (%w); the file is kept as it is",
+			j.Path(), d.Record, d.Offset, d.Bytes, d.Reason, rt.kind.RegisterName(rt.index), err))
+		return
+	}
+	raw := bytes.Clone(rt.raw)
+	for _, r := range op.Records {
+		raw = append(raw, r.Event...)
+	}
+	full, err := eventlog.Parse(raw)
+	if err != nil {
+		serve(&runtimelog.CorruptError{Path: j.Path(), Reason: err.Error()})
+		return
+	}
+	if err := j.RepairTail(full, rt.index, live); err != nil {
+		serve(err)
+		return
+	}
+	rt.log.Warn("runtime log: cut off a last record cut short by a crash; the register shows it was never extended",
+		"kind", rt.kind.String(), "record", d.Record, "offset", d.Offset, "bytes", d.Bytes, "damage", d.Reason, "journal", j.Path())
+	if err := rt.confirm(op.Records); err != nil {
+		rt.disable(&runtimelog.CorruptError{Path: j.Path(), Reason: err.Error()})
+		return
+	}
+	rt.log.Info("runtime log ready", "kind", rt.kind.String(), "register", rt.kind.RegisterName(rt.index), "journal", j.Path(), "events", len(rt.records), "containers", len(rt.current().containers))
 }
 
 // close closes the journal. The gRPC server is stopped first; a record
@@ -424,9 +468,8 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 		Time:        time.Now(),
 		Event:       eventlog.AppendEvent2(nil, rt.index, typ, digests, data),
 	}
-	// Attribution, timestamp and framing take about 100 bytes more.
 	before := rt.journal.Size()
-	if before+int64(len(rec.Event))+128 > rt.opts.MaxLogBytes {
+	if before+runtimelog.EntrySize(&rec) > rt.opts.MaxLogBytes {
 		return nil, &limitError{fmt.Sprintf("the %s runtime log is full: %d of %d bytes (--runtime-max-bytes); it empties when the node reboots", rt.kind, before, rt.opts.MaxLogBytes)}
 	}
 	if err := rt.journal.Append(&rec); err != nil {

@@ -3,6 +3,7 @@ package service_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
@@ -57,6 +58,8 @@ type runtimeEnv struct {
 	proc     string
 	tdxState string
 	opts     service.RuntimeOptions
+	// logs receives the servers' logs when set.
+	logs io.Writer
 }
 
 func newRuntimeEnv(t *testing.T) *runtimeEnv {
@@ -124,7 +127,7 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 	svc, err := service.New(srcs, service.Options{
 		OutputDir: e.outDir,
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    slog.New(slog.NewTextHandler(cmp.Or(e.logs, io.Discard), nil)),
 		Runtime:   e.opts,
 	})
 	if err != nil {
