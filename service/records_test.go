@@ -15,13 +15,249 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
 
-// Records and the journal's order with the extend, and a journal found
-// damaged at start.
+// Records under idempotency keys, records and the journal's order with the
+// extend, and a journal found damaged at start.
+
+func (s *rserver) recordKeyed(t *testing.T, data, key string) (*eventlogpb.RecordEventReply, error) {
+	t.Helper()
+	return s.client.RecordEvent(context.Background(), &eventlogpb.RecordEventRequest{Data: []byte(data), IdempotencyKey: key})
+}
+
+// sameOutcome: a reply given again is the first one, flagged as such.
+func sameOutcome(t *testing.T, again, first *eventlogpb.RecordEventReply) {
+	t.Helper()
+	if !again.AlreadyRecorded {
+		t.Errorf("a key recorded before was not answered as such: %v", again)
+	}
+	if again.EventNum != first.EventNum || again.LogEventNum != first.LogEventNum || again.Register != first.Register || again.Index != first.Index ||
+		again.EventType != first.EventType || fmt.Sprint(again.Digests) != fmt.Sprint(first.Digests) || again.ContainerId != first.ContainerId {
+		t.Errorf("the outcome given again is %v, the first was %v", again, first)
+	}
+}
+
+func TestIdempotencyKeys(t *testing.T) {
+	e := newRuntimeEnv(t)
+	td := e.newTDX(t)
+	s := e.start(t, td)
+	e.as(t, ctrA)
+
+	first, err := s.recordKeyed(t, "a1", "key-1")
+	if err != nil || first.AlreadyRecorded || first.EventNum != 1 {
+		t.Fatalf("first record under a key: %v %v", first, err)
+	}
+	s.mustRecord(t, "a2") // no key
+	for range 3 {
+		again, err := s.recordKeyed(t, "a1", "key-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameOutcome(t, again, first)
+	}
+	if got := datas(s.own(t)); fmt.Sprint(got) != "[a1 a2]" {
+		t.Errorf("after retries the container's events are %v", got)
+	}
+	if !bytes.Equal(liveRTMR3(t, td), rtmr3After("a1", "a2")) {
+		t.Error("a retry extended RTMR3 again")
+	}
+
+	// A key names one event: anything else under it is refused.
+	_, err = s.recordKeyed(t, "a1 changed", "key-1")
+	wantCode(t, err, codes.AlreadyExists, "event 1", "idempotency key", "2 bytes of data", "10 bytes")
+	_, err = s.client.RecordEvent(context.Background(), &eventlogpb.RecordEventRequest{Data: []byte("a1"), EventType: uint32(eventlog.EvAction), IdempotencyKey: "key-1"})
+	wantCode(t, err, codes.AlreadyExists, "EV_EVENT_TAG", "EV_ACTION")
+	_, err = s.recordKeyed(t, "b1", "key-1") // same length, other bytes
+	wantCode(t, err, codes.AlreadyExists, "other bytes")
+
+	// Without a key, as before: every call records.
+	s.mustRecord(t, "a2")
+
+	// Keys are the container's own: another container's same key is
+	// another record, and tells it nothing of the first.
+	e.as(t, ctrB)
+	b, err := s.recordKeyed(t, "a1", "key-1")
+	if err != nil || b.AlreadyRecorded || b.EventNum != 1 || b.ContainerId != ctrB {
+		t.Errorf("container B under container A's key: %v %v", b, err)
+	}
+	b2, err := s.recordKeyed(t, "something else", "key-1")
+	wantCode(t, err, codes.AlreadyExists, "event 1")
+	_ = b2
+
+	// Bad keys.
+	for _, bad := range []string{strings.Repeat("k", 129), "with space", "tab\tkey", "nul\x00", "é"} {
+		_, err := s.recordKeyed(t, "x", bad)
+		wantCode(t, err, codes.InvalidArgument, "idempotency_key")
+	}
+	long := strings.Repeat("k", 128)
+	if r, err := s.recordKeyed(t, "long key", long); err != nil || r.AlreadyRecorded {
+		t.Errorf("a 128-byte key: %v %v", r, err)
+	}
+	checkPlatformReplay(t, s)
+
+	// After a restart the keys are still known, from the journal.
+	s.stop()
+	s = e.start(t, e.newTDX(t))
+	e.as(t, ctrA)
+	again, err := s.recordKeyed(t, "a1", "key-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameOutcome(t, again, first)
+	_, err = s.recordKeyed(t, "a1 changed", "key-1")
+	wantCode(t, err, codes.AlreadyExists)
+	e.as(t, ctrB)
+	if r, err := s.recordKeyed(t, "long key", long); err != nil || !r.AlreadyRecorded || r.EventNum != 2 {
+		t.Errorf("the 128-byte key after a restart: %v %v", r, err)
+	}
+	checkPlatformReplay(t, s)
+	if !bytes.Equal(liveRTMR3(t, s.tdx), rtmr3After("a1", "a2", "a2", "a1", "long key")) {
+		t.Error("RTMR3 is not the extend of each record once")
+	}
+}
+
+// TestIdempotencyKeyAfterCrash plays what a crash leaves of a keyed record
+// (appended but not extended; appended and extended, never answered), and
+// checks that a retry after the restart gets its outcome and never a second
+// extend.
+func TestIdempotencyKeyAfterCrash(t *testing.T) {
+	e := newRuntimeEnv(t)
+	s := e.start(t, e.newTDX(t))
+	e.as(t, ctrA)
+	s.mustRecord(t, "r1")
+	s.stop()
+	ctx := context.Background()
+
+	for i, extended := range []bool{false, true} {
+		data, key := fmt.Sprint("crashed ", i), fmt.Sprint("crash-key-", i)
+		appendRecord(t, e, runtimelog.Record{ContainerID: ctrA, Key: key, Event: tdxEvent(data)})
+		if extended {
+			if err := e.newTDX(t).Extend(ctx, 4, eventlog.Measure([]byte(data), []eventlog.Alg{eventlog.AlgSHA384})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s = e.start(t, e.newTDX(t))
+		r, err := s.recordKeyed(t, data, key)
+		if err != nil || !r.AlreadyRecorded || r.EventNum != uint32(i+2) || r.Digests["sha384"] != sha384Hex(data) {
+			t.Fatalf("retry after a crash (extended: %v): %v %v", extended, r, err)
+		}
+		_, err = s.recordKeyed(t, "other", key)
+		wantCode(t, err, codes.AlreadyExists)
+		s.stop()
+	}
+	s = e.start(t, e.newTDX(t))
+	if got := datas(s.own(t)); fmt.Sprint(got) != "[r1 crashed 0 crashed 1]" {
+		t.Errorf("the container's events: %v", got)
+	}
+	if !bytes.Equal(liveRTMR3(t, s.tdx), rtmr3After("r1", "crashed 0", "crashed 1")) {
+		t.Error("RTMR3 is not the extend of each record once")
+	}
+	checkPlatformReplay(t, s)
+}
+
+// TestIdempotencyKeyOfPendingRecord: a keyed record whose extend is left
+// uncertain is settled by its retry: extended then if the register lacks
+// it, never twice; and the retry says it is still pending while the register
+// cannot be read.
+func TestIdempotencyKeyOfPendingRecord(t *testing.T) {
+	e := newRuntimeEnv(t)
+	td := &faultyTDX{TDX: e.newTDX(t)}
+	s := e.start(t, td)
+	e.as(t, ctrA)
+	s.mustRecord(t, "p0")
+
+	// The extend did not happen, and the register cannot tell.
+	td.set(func(f *faultyTDX) { f.failBefore, f.blind = true, true })
+	_, err := s.recordKeyed(t, "p1", "pending-1")
+	wantCode(t, err, codes.Unavailable, "do not record it again")
+	_, err = s.recordKeyed(t, "p1", "pending-1")
+	wantCode(t, err, codes.Unavailable, "still pending", "retry with the same key", "record 2")
+	// Its key is taken even while it is pending.
+	_, err = s.recordKeyed(t, "not p1", "pending-1")
+	wantCode(t, err, codes.AlreadyExists)
+	td.set(func(f *faultyTDX) { f.blind = false })
+	r, err := s.recordKeyed(t, "p1", "pending-1")
+	if err != nil || !r.AlreadyRecorded || r.EventNum != 2 {
+		t.Fatalf("the retry once the register is back: %v %v", r, err)
+	}
+	if !bytes.Equal(liveRTMR3(t, td), rtmr3After("p0", "p1")) {
+		t.Fatal("RTMR3 does not hold p0 and p1 once each")
+	}
+
+	// The extend happened, though it failed and the register could not
+	// be read: the retry finds it there and extends nothing.
+	td.set(func(f *faultyTDX) { f.failAfter, f.blind = true, true })
+	_, err = s.recordKeyed(t, "p2", "pending-2")
+	wantCode(t, err, codes.Unavailable, "do not record it again")
+	td.set(func(f *faultyTDX) { f.blind = false })
+	r, err = s.recordKeyed(t, "p2", "pending-2")
+	if err != nil || !r.AlreadyRecorded || r.EventNum != 3 {
+		t.Fatalf("the retry of an extend that happened: %v %v", r, err)
+	}
+
+	// An extend known not to have happened takes the record back, and
+	// its key with it: the retry records it afresh.
+	td.set(func(f *faultyTDX) { f.failBefore = true })
+	_, err = s.recordKeyed(t, "p3", "pending-3")
+	wantCode(t, err, codes.Unavailable, "not recorded")
+	r, err = s.recordKeyed(t, "p3", "pending-3")
+	if err != nil || r.AlreadyRecorded || r.EventNum != 4 {
+		t.Fatalf("the retry of a record taken back: %v %v", r, err)
+	}
+	if got := datas(s.own(t)); fmt.Sprint(got) != "[p0 p1 p2 p3]" {
+		t.Errorf("the container's events: %v", got)
+	}
+	if !bytes.Equal(liveRTMR3(t, td), rtmr3After("p0", "p1", "p2", "p3")) {
+		t.Error("RTMR3 is not the extend of each record once")
+	}
+	checkPlatformReplay(t, s)
+}
+
+// TestIdempotencyKeyAcrossCategories: a key names one event in one
+// category; the other category refuses it.
+func TestIdempotencyKeyAcrossCategories(t *testing.T) {
+	e := newRuntimeEnv(t)
+	tpm, err := simulator.NewTPM(simulator.TPMConfig{Seed: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tpm.Close() })
+	s := e.serve(t, map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: e.newTDX(t), eventlogpb.CATEGORY_TPM_EVENTLOG: tpm})
+	e.as(t, ctrA)
+	ctx := context.Background()
+	req := func(cat eventlogpb.CATEGORY, key string) (*eventlogpb.RecordEventReply, error) {
+		return s.client.RecordEvent(ctx, &eventlogpb.RecordEventRequest{EventlogCategory: cat, Data: []byte("same data"), IdempotencyKey: key})
+	}
+	if _, err := req(eventlogpb.CATEGORY_TDX_EVENTLOG, "k"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = req(eventlogpb.CATEGORY_TPM_EVENTLOG, "k")
+	wantCode(t, err, codes.AlreadyExists, "TDX_EVENTLOG event 1")
+	if _, err := req(eventlogpb.CATEGORY_TPM_EVENTLOG, "k2"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = req(eventlogpb.CATEGORY_TDX_EVENTLOG, "k2")
+	wantCode(t, err, codes.AlreadyExists, "TPM_EVENTLOG event 1")
+
+	// Racing: one key sent to both categories at once records in one.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, cat := range []eventlogpb.CATEGORY{eventlogpb.CATEGORY_TDX_EVENTLOG, eventlogpb.CATEGORY_TPM_EVENTLOG} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = req(cat, "raced")
+		}()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Errorf("one key sent to both categories at once: %v, %v; want exactly one recorded", errs[0], errs[1])
+	}
+}
 
 // TestJournalBeforeExtend fails if a record reaches the register before it
 // is in the journal on disk: the source checks the journal at each extend.
@@ -33,7 +269,9 @@ func TestJournalBeforeExtend(t *testing.T) {
 	for i := range 3 {
 		s.mustRecord(t, fmt.Sprint("ordered ", i))
 	}
-	s.mustRecord(t, "ordered 3")
+	if _, err := s.recordKeyed(t, "ordered keyed", "ordered"); err != nil {
+		t.Fatal(err)
+	}
 	td.mu.Lock()
 	defer td.mu.Unlock()
 	if td.extends != 4 {
@@ -170,14 +408,15 @@ func TestDamagedJournalAtStart(t *testing.T) {
 					if fi, _ := os.Stat(journal); fi.Size() != start {
 						t.Errorf("the journal is %d bytes, want %d (cut after record 2)", fi.Size(), start)
 					}
-					r, err := s.record(t, "r3")
-					if err != nil || r.EventNum != 3 {
+					// The key went with the record: a retry records it.
+					r, err := s.recordKeyed(t, "r3", "k3")
+					if err != nil || r.AlreadyRecorded || r.EventNum != 3 {
 						t.Fatalf("recording after the repair: %v %v", r, err)
 					}
 					checkPlatformReplay(t, s)
 					return
 				}
-				_, err = s.record(t, "r3")
+				_, err = s.recordKeyed(t, "r3", "k3")
 				wantCode(t, err, codes.DataLoss, "record 3", journal, fmt.Sprint("byte ", start), "kept as it is")
 				_, err = s.record(t, "r4")
 				wantCode(t, err, codes.DataLoss, "record 3")
@@ -246,7 +485,7 @@ func TestVersion1JournalAtStart(t *testing.T) {
 	if !strings.Contains(logs.String(), "from_version=1") {
 		t.Errorf("the server does not log the migration:\n%s", logs.String())
 	}
-	r, err := s.record(t, "after the upgrade")
+	r, err := s.recordKeyed(t, "after the upgrade", "upgrade")
 	if err != nil || r.EventNum != 3 {
 		t.Fatalf("recording after the upgrade: %v %v", r, err)
 	}

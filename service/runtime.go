@@ -124,6 +124,24 @@ type runtimeLog struct {
 	boot    *parsedLog
 	raw     []byte // boot log followed by the confirmed records' events
 	closed  bool
+
+	// keys finds a record by its container and idempotency key: every
+	// keyed record in the journal, confirmed or pending. It holds no more
+	// than the journal (--runtime-max-bytes) holds: one entry per keyed
+	// record, whose key the journal stores too. Written under mu and
+	// keysMu; read under either (keysMu alone: another category checking
+	// that a key is not used twice).
+	keysMu sync.RWMutex
+	keys   map[recordKey]keyedRecord
+}
+
+// recordKey scopes an idempotency key to the container that chose it: one
+// container can neither find nor collide with another's keys.
+type recordKey struct{ container, key string }
+
+type keyedRecord struct {
+	seq uint64 // in the journal
+	own int    // the event's number in its container's log
 }
 
 // runtimeView is what readers see of a runtime log. Immutable.
@@ -208,6 +226,7 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	if op.MigratedFrom != 0 {
 		rt.log.Info("runtime log rewritten in the current format", "kind", rt.kind.String(), "path", j.Path(), "from_version", op.MigratedFrom, "records", len(op.Records))
 	}
+	rt.indexKeys(op.Records)
 	if op.Damaged != nil {
 		rt.repairTail(ctx, op)
 		return rt.published()
@@ -281,6 +300,42 @@ func (rt *runtimeLog) repairTail(ctx context.Context, op runtimelog.Opened) {
 		return
 	}
 	rt.log.Info("runtime log ready", "kind", rt.kind.String(), "register", rt.kind.RegisterName(rt.index), "journal", j.Path(), "events", len(rt.records), "containers", len(rt.current().containers))
+}
+
+// indexKeys adds the keyed records among records, the journal's from its
+// first, to keys. mu is held.
+func (rt *runtimeLog) indexKeys(records []runtimelog.Record) {
+	own := map[string]int{}
+	for i := range records {
+		r := &records[i]
+		own[r.ContainerID]++
+		if r.Key != "" {
+			rt.addKey(r, own[r.ContainerID])
+		}
+	}
+}
+
+func (rt *runtimeLog) addKey(r *runtimelog.Record, own int) {
+	rt.keysMu.Lock()
+	defer rt.keysMu.Unlock()
+	if rt.keys == nil {
+		rt.keys = map[recordKey]keyedRecord{}
+	}
+	rt.keys[recordKey{r.ContainerID, r.Key}] = keyedRecord{seq: r.Seq, own: own}
+}
+
+func (rt *runtimeLog) dropKey(r *runtimelog.Record) {
+	rt.keysMu.Lock()
+	defer rt.keysMu.Unlock()
+	delete(rt.keys, recordKey{r.ContainerID, r.Key})
+}
+
+// lookupKey finds the record container recorded under key.
+func (rt *runtimeLog) lookupKey(container, key string) (keyedRecord, bool) {
+	rt.keysMu.RLock()
+	defer rt.keysMu.RUnlock()
+	k, ok := rt.keys[recordKey{container, key}]
+	return k, ok
 }
 
 // close closes the journal. The gRPC server is stopped first; a record
@@ -426,11 +481,14 @@ type recorded struct {
 	event     eventlog.Event // in the platform log
 	ownNum    int            // in the container's log
 	eventType eventlog.EventType
+	// again: the key was recorded before, and this is that outcome.
+	again bool
 }
 
 // record measures one container-level event: the journal first, durably,
-// then the register.
-func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventType, data []byte) (*recorded, error) {
+// then the register. A key the container recorded before returns that
+// record's outcome instead, and extends nothing.
+func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventType, data []byte, key string) (*recorded, error) {
 	// The client going away must not cut an append from its extend.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
@@ -440,12 +498,17 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 	if err := rt.current().disabled; err != nil {
 		return nil, &runtimeUnavailableError{kind: rt.kind, err: err}
 	}
+	id := c.container.ID
+	if key != "" {
+		if k, ok := rt.lookupKey(id, key); ok {
+			return rt.again(ctx, k, typ, data)
+		}
+	}
 	if rt.pending != nil {
 		if err := rt.resolvePending(ctx); err != nil {
 			return nil, &runtimeUnavailableError{kind: rt.kind, err: err}
 		}
 	}
-	id := c.container.ID
 	own := rt.current().containers[id]
 	events, size := 0, int64(0)
 	if own != nil {
@@ -466,6 +529,7 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 		ContainerID: id,
 		UID:         c.uid,
 		Time:        time.Now(),
+		Key:         key,
 		Event:       eventlog.AppendEvent2(nil, rt.index, typ, digests, data),
 	}
 	before := rt.journal.Size()
@@ -474,6 +538,9 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 	}
 	if err := rt.journal.Append(&rec); err != nil {
 		return nil, &outputError{rt.journal.Path(), err}
+	}
+	if key != "" {
+		rt.addKey(&rec, events+1)
 	}
 	rt.crash(crashAfterAppend)
 
@@ -522,7 +589,61 @@ func (rt *runtimeLog) afterFailedExtend(ctx context.Context, rec *runtimelog.Rec
 		rt.disable(err)
 		return &runtimeUnavailableError{kind: rt.kind, err: err}
 	}
+	if rec.Key != "" {
+		rt.dropKey(rec)
+	}
 	return &extendError{err: fmt.Errorf("extending %s: %w (the event was not recorded)", rt.kind.RegisterName(rt.index), extendErr)}
+}
+
+// again answers a key recorded before: the first outcome, once the record
+// is settled, if the request is the same as the one recorded. A record whose
+// extend was left uncertain is settled now (extended if the register lacks
+// it, never twice), or the caller is told it is still pending. mu is held.
+func (rt *runtimeLog) again(ctx context.Context, k keyedRecord, typ eventlog.EventType, data []byte) (*recorded, error) {
+	pending := rt.pending != nil && rt.pending.Seq == k.seq
+	var rec *runtimelog.Record
+	switch {
+	case pending:
+		rec = rt.pending
+	case k.seq >= 1 && k.seq <= uint64(len(rt.records)):
+		rec = &rt.records[k.seq-1]
+	default:
+		return nil, fmt.Errorf("idempotency key of record %d, which is neither confirmed (%d records) nor pending", k.seq, len(rt.records))
+	}
+	if want := eventlog.AppendEvent2(nil, rt.index, typ, eventlog.Measure(data, rt.boot.log.Algs()), data); !bytes.Equal(rec.Event, want) {
+		return nil, rt.keyConflict(rec, k, typ, data)
+	}
+	if pending {
+		if err := rt.resolvePending(ctx); err != nil {
+			var mismatch *runtimelog.MismatchError
+			var corrupt *runtimelog.CorruptError
+			if errors.As(err, &mismatch) || errors.As(err, &corrupt) {
+				return nil, &runtimeUnavailableError{kind: rt.kind, err: err}
+			}
+			return nil, &extendError{uncertain: true, err: fmt.Errorf("the event under this idempotency key is record %d of the runtime log, and whether it is in %s cannot be settled yet (%w): it is still pending; retry with the same key",
+				rec.Seq, rt.kind.RegisterName(rt.index), err)}
+		}
+	}
+	l := rt.paas.Load().log
+	ev := l.Events[len(rt.boot.log.Events)+int(k.seq)-1]
+	return &recorded{event: ev, ownNum: k.own, eventType: ev.Type, again: true}, nil
+}
+
+// keyConflict says how a request differs from the record its key names,
+// without echoing either's data.
+func (rt *runtimeLog) keyConflict(rec *runtimelog.Record, k keyedRecord, typ eventlog.EventType, data []byte) error {
+	was := "another event"
+	if h := rt.current().header; h != nil {
+		if l, err := eventlog.Parse(append(bytes.Clone(h.Raw), rec.Event...)); err == nil && len(l.Events) == 1 {
+			ev := l.Events[0]
+			was = fmt.Sprintf("type %s with %d bytes of data", ev.Type, len(ev.Data))
+			if ev.Type == typ && len(ev.Data) == len(data) {
+				was += " (other bytes)"
+			}
+		}
+	}
+	return &keyConflictError{fmt.Sprintf("this container already recorded event %d under that idempotency key, %s, not type %s with %d bytes of data: a key names one event; use a new key for a new event",
+		k.own, was, typ, len(data))}
 }
 
 // crash kills the process at the named point, for crash-recovery tests.
