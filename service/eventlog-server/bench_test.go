@@ -63,6 +63,11 @@ func startServer(b testing.TB, env ...string) *serverProcess {
 		// Not the default under /var/lib: tests keep to their directory.
 		"EVENTLOG_STATE_DIR="+filepath.Join(dir, "state"))
 	s.cmd.Env = append(s.cmd.Env, env...)
+	for _, kv := range env { // the last of a variable wins, as for the server
+		if v, ok := strings.CutPrefix(kv, "EVENTLOG_SOCKET="); ok {
+			s.socket = v
+		}
+	}
 	// Request logging stays on, as in production; its lines go nowhere
 	// unless BENCH_SERVER_STDERR names a file for them (with
 	// GODEBUG=gctrace=1, the server's heap can be watched there).
