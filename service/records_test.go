@@ -77,6 +77,35 @@ func TestIdempotencyKeys(t *testing.T) {
 	// Without a key, as before: every call records.
 	s.mustRecord(t, "a2")
 
+	// One key sent in 8 concurrent calls: recorded once, every other
+	// call answered with that outcome.
+	var wg sync.WaitGroup
+	replies := make([]*eventlogpb.RecordEventReply, 8)
+	errs := make([]error, len(replies))
+	for i := range replies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i], errs[i] = s.recordKeyed(t, "raced", "raced-key")
+		}()
+	}
+	wg.Wait()
+	firsts := 0
+	for i, r := range replies {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !r.AlreadyRecorded {
+			firsts++
+		}
+		if r.EventNum != 4 || r.Digests["sha384"] != sha384Hex("raced") {
+			t.Errorf("a concurrent call under one key: %v", r)
+		}
+	}
+	if firsts != 1 {
+		t.Errorf("%d of %d concurrent calls under one key recorded it", firsts, len(replies))
+	}
+
 	// Keys are the container's own: another container's same key is
 	// another record, and tells it nothing of the first.
 	e.as(t, ctrB)
@@ -115,7 +144,7 @@ func TestIdempotencyKeys(t *testing.T) {
 		t.Errorf("the 128-byte key after a restart: %v %v", r, err)
 	}
 	checkPlatformReplay(t, s)
-	if !bytes.Equal(liveRTMR3(t, s.tdx), rtmr3After("a1", "a2", "a2", "a1", "long key")) {
+	if !bytes.Equal(liveRTMR3(t, s.tdx), rtmr3After("a1", "a2", "a2", "raced", "a1", "long key")) {
 		t.Error("RTMR3 is not the extend of each record once")
 	}
 }
@@ -440,6 +469,44 @@ func TestDamagedJournalAtStart(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestDamagedJournalRegisterUnreadable: a damaged last record found while
+// the register cannot be read is neither cut nor reported as lost: the file
+// is kept, recording is off and says why, and a later start with the
+// register back settles it.
+func TestDamagedJournalRegisterUnreadable(t *testing.T) {
+	e := newRuntimeEnv(t)
+	s := e.start(t, e.newTDX(t))
+	e.as(t, ctrA)
+	s.mustRecord(t, "r1")
+	s.stop()
+	start := appendRecord(t, e, runtimelog.Record{ContainerID: ctrA, Event: tdxEvent("r2")})
+	journal := filepath.Join(e.state, "runtime-tdx.log")
+	b, _ := os.ReadFile(journal)
+	damaged := b[:len(b)-5]
+	os.WriteFile(journal, damaged, 0o600)
+
+	td := &faultyTDX{TDX: e.newTDX(t), blind: true}
+	s = e.start(t, td)
+	_, err := s.record(t, "r3")
+	wantCode(t, err, codes.FailedPrecondition, "damaged record 2", "cannot be read", "kept as it is")
+	if got := datas(s.own(t)); fmt.Sprint(got) != "[r1]" {
+		t.Errorf("the container's events: %v", got)
+	}
+	if b, _ := os.ReadFile(journal); !bytes.Equal(b, damaged) {
+		t.Error("the journal was changed")
+	}
+	s.stop()
+
+	s = e.start(t, e.newTDX(t))
+	if r, err := s.record(t, "r2 again"); err != nil || r.EventNum != 2 {
+		t.Fatalf("after the register came back: %v %v", r, err)
+	}
+	if fi, _ := os.Stat(journal); fi.Size() <= start {
+		t.Error("nothing was appended")
+	}
+	checkPlatformReplay(t, s)
 }
 
 // TestVersion1JournalAtStart: a server upgraded during a boot finds the
