@@ -3,6 +3,7 @@ package service_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
@@ -59,6 +60,8 @@ type runtimeEnv struct {
 	opts     service.RuntimeOptions
 	// zeroBasedStart is service.Options.ZeroBasedStart.
 	zeroBasedStart bool
+	// logs receives the servers' logs when set.
+	logs io.Writer
 }
 
 func newRuntimeEnv(t *testing.T) *runtimeEnv {
@@ -126,7 +129,7 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 	svc, err := service.New(srcs, service.Options{
 		OutputDir: e.outDir,
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    slog.New(slog.NewTextHandler(cmp.Or(e.logs, io.Discard), nil)),
 		Runtime:   e.opts,
 
 		ZeroBasedStart: e.zeroBasedStart,

@@ -52,6 +52,9 @@ type Service struct {
 	rtDir   *runtimelog.Dir // nil when they are off
 	saasOut *outDir         // per-container files, under OutputDir/containers
 	saasKey []byte          // names the per-container directories
+	// keyLocks serialize the records of one idempotency key across
+	// categories (saas.go), striped so that other keys rarely wait.
+	keyLocks [64]sync.Mutex
 
 	zeroBasedStart bool // Options.ZeroBasedStart
 }
