@@ -185,4 +185,3 @@ func readTreeFile(t *testing.T, root, name string) []byte {
 	}
 	return b
 }
-
