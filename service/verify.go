@@ -56,16 +56,24 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errCannotReplay, err)
 	}
-	reply := &eventlogpb.VerifyEventlogReply{
-		Verified:    report.Verified(),
-		LiveFrom:    liveFrom,
-		Source:      p.source,
-		Simulated:   cache.src.Simulated(),
-		TotalEvents: uint32(len(p.log.Events)),
-		Mrtd:        hex.EncodeToString(report.MRTD),
-	}
+	reply := VerifyReply(report)
+	reply.LiveFrom = liveFrom
+	reply.Source = p.source
+	reply.Simulated = cache.src.Simulated()
+	reply.TotalEvents = uint32(len(p.log.Events))
 	if liveErr != nil {
 		reply.LiveError = liveErr.Error()
+	}
+	return reply, nil
+}
+
+// VerifyReply renders a check as a VerifyEventlogReply: the verdict,
+// registers, quirks and MRTD; the caller says where the log and registers
+// came from. The offline verify command renders its checks with it too.
+func VerifyReply(report *verify.Report) *eventlogpb.VerifyEventlogReply {
+	reply := &eventlogpb.VerifyEventlogReply{
+		Verified: report.Verified(),
+		Mrtd:     hex.EncodeToString(report.MRTD),
 	}
 	for _, r := range report.Registers {
 		check := &eventlogpb.RegisterCheck{
@@ -90,7 +98,7 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 		}
 		reply.Quirks = append(reply.Quirks, pq)
 	}
-	return reply, nil
+	return reply
 }
 
 var registerStatus = map[verify.Status]eventlogpb.REGISTER_STATUS{

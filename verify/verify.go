@@ -205,7 +205,7 @@ func compare(replayed []byte, live eventlog.Bank, alg eventlog.Alg, index uint32
 	case bytes.Equal(v, replayed):
 		return v, Match, ""
 	}
-	return v, Mismatch, "the live value differs from the log's replay"
+	return v, Mismatch, "the register's value (live, or the quote's) differs from the log's replay"
 }
 
 // resetValue is a register's value before any extend: zeros, but all ones
