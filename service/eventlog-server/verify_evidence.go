@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
@@ -50,7 +51,9 @@ func (e *evidenceFlags) read() (quote, report []byte, err error) {
 	if path == "" {
 		path = e.report
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK: a FIFO at path must not hold the open until a writer
+	// comes; the Stat below refuses it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, nil, err
 	}
