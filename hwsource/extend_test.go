@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -129,8 +128,8 @@ func TestTDXExtendNotAvailable(t *testing.T) {
 			t.Fatalf("kernel %s: the TDX source does not say why it cannot extend", kernel)
 		}
 		err := why.CannotExtend()
-		if !errors.Is(err, hwsource.ErrNotAvailable) || !strings.Contains(err.Error(), "Linux 6.16+") || !strings.Contains(err.Error(), filepath.Join(root, hwsource.RTMRDir)) {
-			t.Errorf("kernel %s: CannotExtend = %v, want ErrNotAvailable naming Linux 6.16+ and the measurements directory", kernel, err)
+		if err == nil || !strings.Contains(err.Error(), "Linux 6.16+") || !strings.Contains(err.Error(), filepath.Join(root, hwsource.RTMRDir)) {
+			t.Errorf("kernel %s: CannotExtend = %v, want an error naming Linux 6.16+ and the measurements directory", kernel, err)
 		}
 	}
 }

@@ -266,9 +266,8 @@ func (d *socketReportDevice) Close() error { return d.conn.Close() }
 func cannotExtendTDX(root string, regs tdxRegisters) error {
 	sysfs := hostPath(root, RTMRDir)
 	if _, ok := regs.(tdReportRegisters); ok {
-		return fmt.Errorf("%w: RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's %s/rtmr3:sha384), and this kernel offers only TDREPORTs (%s), which are read only",
-			ErrNotAvailable, sysfs, regs.(tdReportRegisters).path)
+		return fmt.Errorf("RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's %s/rtmr3:sha384), and this kernel offers only TDREPORTs (%s), which are read only",
+			sysfs, regs.(tdReportRegisters).path)
 	}
-	return fmt.Errorf("%w: RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's %s/rtmr3:sha384), which is not there",
-		ErrNotAvailable, sysfs)
+	return fmt.Errorf("RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's %s/rtmr3:sha384), which is not there", sysfs)
 }

@@ -158,7 +158,7 @@ func (r *reportOnlyTD) RegistersFrom() string {
 }
 
 func (r *reportOnlyTD) CannotExtend() error {
-	return fmt.Errorf("%w: RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's measurements/rtmr3:sha384), and the simulated kernel (profile 6.8) offers only TDREPORTs, which are read only", hwsource.ErrNotAvailable)
+	return fmt.Errorf("RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's measurements/rtmr3:sha384), and the simulated kernel (profile 6.8) offers only TDREPORTs, which are read only")
 }
 
 // stagedTD is the staged profile.
@@ -176,5 +176,5 @@ func (s *stagedTD) Registers(ctx context.Context) (eventlog.Bank, error) {
 func (s *stagedTD) RegistersFrom() string { return "none (staged CCEL only)" }
 
 func (s *stagedTD) CannotExtend() error {
-	return fmt.Errorf("%w: RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's measurements/rtmr3:sha384), and the server sees only the staged CCEL copies (simulated profile staged)", hwsource.ErrNotAvailable)
+	return fmt.Errorf("RTMRs cannot be extended on this node: extending needs Linux 6.16+ (the tdx_guest driver's measurements/rtmr3:sha384), and the server sees only the staged CCEL copies (simulated profile staged)")
 }
