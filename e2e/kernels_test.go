@@ -116,7 +116,7 @@ func expectKernelProfile(ctx context.Context, srv Server, kc kernelCase, liveFro
 	if !kc.extends {
 		Eventually(srv.Logs).Should(ContainSubstring("container-level events off"), "the start-up log says the kernel cannot extend")
 		Expect(srv.Logs()).To(ContainSubstring("Linux 6.16+"))
-		if target.(*localTarget) != nil && os.Geteuid() == 0 {
+		if _, local := target.(*localTarget); local && os.Geteuid() == 0 {
 			c := newFakeContainer(layoutContainerd)
 			for range 2 {
 				// The record client prints the status code and message.
