@@ -22,7 +22,7 @@ import (
 
 // tree68 writes a 6.8 host tree (CCEL, no sysfs measurements) and returns
 // it with the simulated TD it was written from.
-func tree68(t *testing.T) (string, *simulator.TDX) {
+func tree68(t testing.TB) (string, *simulator.TDX) {
 	t.Helper()
 	root := t.TempDir()
 	if _, err := simulator.WriteHostTree(root, simulator.HostConfig{Seed: 9, Kernel: simulator.Kernel68}); err != nil {
@@ -38,7 +38,7 @@ func tree68(t *testing.T) (string, *simulator.TDX) {
 	return root, td
 }
 
-func listen(t *testing.T, path string) net.Listener {
+func listen(t testing.TB, path string) net.Listener {
 	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -194,4 +194,8 @@ func TestTDXGuestDeviceRefusals(t *testing.T) {
 			t.Errorf("error %v: want ErrNotAvailable, fs.ErrNotExist, naming both places", err)
 		}
 	})
+}
+
+func simulatorHostTree(root string) (*simulator.ExpectedRegisters, error) {
+	return simulator.WriteHostTree(root, simulator.HostConfig{Seed: 9, Kernel: simulator.Kernel616})
 }
