@@ -127,6 +127,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseQuote$$' -fuzztime $(FUZZTIME) ./tdxquote/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseReport$$' -fuzztime $(FUZZTIME) ./tdxquote/
 
 clean:
 	rm -rf build $(BIN)

@@ -61,9 +61,12 @@ type podSpec struct {
 	HostNetwork                  bool              `yaml:"hostNetwork"`
 	RuntimeClassName             string            `yaml:"runtimeClassName"`
 	NodeSelector                 map[string]string `yaml:"nodeSelector"`
-	InitContainers               []container       `yaml:"initContainers"`
-	Containers                   []container
-	Volumes                      []volume
+	SecurityContext              struct {
+		SupplementalGroups []int `yaml:"supplementalGroups"`
+	} `yaml:"securityContext"`
+	InitContainers []container `yaml:"initContainers"`
+	Containers     []container
+	Volumes        []volume
 }
 
 type container struct {
@@ -77,6 +80,9 @@ type container struct {
 	LivenessProbe   *probe          `yaml:"livenessProbe"`
 	ReadinessProbe  *probe          `yaml:"readinessProbe"`
 	VolumeMounts    []volumeMount   `yaml:"volumeMounts"`
+	Resources       struct {
+		Limits map[string]string
+	}
 }
 
 type securityContext struct {

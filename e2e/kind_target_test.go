@@ -49,6 +49,8 @@ type kindDeployment struct {
 	Releases      struct {
 		Simulated kindRelease `json:"simulated"`
 		FakeHost  kindRelease `json:"fakehost"`
+		// Kernel68 is simulated hardware on the 6.8 kernel profile.
+		Kernel68 kindRelease `json:"kernel68"`
 	} `json:"releases"`
 }
 

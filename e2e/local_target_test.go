@@ -112,6 +112,9 @@ func configFlags(cfg ServerConfig) []string {
 				args = append(args, "--"+f.name+"="+strconv.FormatInt(f.v, 10))
 			}
 		}
+		if sim.Kernel != "" {
+			args = append(args, "--sim-kernel="+string(sim.Kernel))
+		}
 	case hw.Tree != "":
 		args = append(args, "--hwsource=host", "--root="+hw.Tree)
 	default:

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
 
 // A Target is where the suite runs eventlog servers: local processes
@@ -80,6 +82,8 @@ type SimulatedHardware struct {
 	TDXEvents int
 	TPMEvents int
 	AreaSize  int
+	// Kernel is --sim-kernel: the simulated TD's kernel generation.
+	Kernel simulator.Kernel
 }
 
 // OutputLimits are the output directory flags.

@@ -52,7 +52,7 @@ func ReadBootID(root string) (string, error) {
 }
 
 var (
-	_ Extender = (*tdxSource)(nil)
+	_ Extender = (*tdxExtender)(nil)
 	_ Extender = (*tpmSource)(nil)
 )
 
@@ -61,7 +61,7 @@ var (
 // TDG.MR.RTMR.EXTEND. The kernel takes exactly one digest (48 bytes) in one
 // write at offset 0 and refuses anything else with EINVAL; only root may
 // write (mode 0644). index is the CC MR index: 1..4 for RTMR0..3.
-func (s *tdxSource) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
+func (s *tdxExtender) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func writeRTMR(path string, digest []byte) error {
 }
 
 // BootID is the kernel's boot ID: RTMRs start over only when the TD does.
-func (s *tdxSource) BootID(ctx context.Context) (string, error) {
+func (s *tdxExtender) BootID(ctx context.Context) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}

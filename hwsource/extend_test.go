@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha512"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -111,21 +110,27 @@ func TestTDXExtendWritesTheKernelABI(t *testing.T) {
 	}
 }
 
-// TestTDXExtendNotAvailable: a kernel without the RTMR files (before 6.16)
-// makes extends fail with ErrNotAvailable, saying why.
+// TestTDXExtendNotAvailable: without the sysfs measurements (a kernel
+// before 6.16) the source is no Extender, decided when it is built, and it
+// says what extending needs.
 func TestTDXExtendNotAvailable(t *testing.T) {
-	root := t.TempDir()
-	if _, err := simulator.WriteHostTree(root, simulator.HostConfig{Seed: 4}); err != nil {
-		t.Fatal(err)
-	}
-	src := hwsource.NewTDX(root).(hwsource.Extender)
-	err := src.Extend(context.Background(), 4, []eventlog.Digest{{Alg: eventlog.AlgSHA384, Value: sha384("x")}})
-	if !errors.Is(err, hwsource.ErrNotAvailable) || !strings.Contains(err.Error(), "6.16") {
-		t.Errorf("Extend without RTMR files: %v, want ErrNotAvailable naming the kernel version", err)
-	}
-	os.Remove(filepath.Join(root, hwsource.BootIDPath))
-	if _, err := src.BootID(context.Background()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("BootID without a boot_id file: %v", err)
+	for _, kernel := range []simulator.Kernel{simulator.Kernel68, simulator.KernelStaged} {
+		root := t.TempDir()
+		if _, err := simulator.WriteHostTree(root, simulator.HostConfig{Seed: 4, Kernel: kernel}); err != nil {
+			t.Fatal(err)
+		}
+		src := hwsource.NewTDX(root)
+		if _, ok := src.(hwsource.Extender); ok {
+			t.Fatalf("kernel %s: the TDX source is an Extender without the sysfs measurements", kernel)
+		}
+		why, ok := src.(hwsource.CannotExtend)
+		if !ok {
+			t.Fatalf("kernel %s: the TDX source does not say why it cannot extend", kernel)
+		}
+		err := why.CannotExtend()
+		if err == nil || !strings.Contains(err.Error(), "Linux 6.16+") || !strings.Contains(err.Error(), filepath.Join(root, hwsource.RTMRDir)) {
+			t.Errorf("kernel %s: CannotExtend = %v, want an error naming Linux 6.16+ and the measurements directory", kernel, err)
+		}
 	}
 }
 

@@ -59,21 +59,36 @@ type ccelFiles struct{ table, data string }
 type tdxSource struct {
 	files []ccelFiles // in order of preference
 	root  string
+	regs  tdxRegisters
 }
 
+// tdxExtender is the TDX source of a node whose kernel can extend RTMRs.
+type tdxExtender struct{ *tdxSource }
+
 // NewTDX returns the real TDX source: the CCEL table and log area under root
-// (sysfs first, then the staged copies), and the live RTMRs from the
-// tdx_guest driver, through which it also extends them (it is an Extender).
-// An empty root is "/".
+// (sysfs first, then the staged copies), and the live registers from the
+// tdx_guest driver: its sysfs measurements (Linux 6.16+), else a TDREPORT
+// from /dev/tdx_guest (Linux 5.19+). Which one is decided now, from what
+// exists: with the sysfs measurements the source is an Extender, RTMRs
+// being extended through them; without, it is not, and its CannotExtend
+// says why. An empty root is "/".
 func NewTDX(root string) Source {
-	return &tdxSource{
+	s := &tdxSource{
 		files: []ccelFiles{
 			{hostPath(root, CCELTablePath), hostPath(root, CCELDataPath)},
 			{hostPath(root, StagedCCELTablePath), hostPath(root, StagedCCELDataPath)},
 		},
 		root: root,
+		regs: chooseTDXRegisters(root),
 	}
+	if _, ok := s.regs.(sysfsRTMRs); ok {
+		return &tdxExtender{s}
+	}
+	return s
 }
+
+// CannotExtend says why this node's RTMRs cannot be extended.
+func (s *tdxSource) CannotExtend() error { return cannotExtendTDX(s.root, s.regs) }
 
 func (s *tdxSource) Name() string {
 	return "TDX CCEL log (" + s.files[0].data + ", or the staged copy " + s.files[1].data + ")"
@@ -157,31 +172,14 @@ func readCCEL(f ccelFiles) (RawLog, error) {
 	return RawLog{Data: area, Area: true, Address: t.LASA, Path: f.data}, nil
 }
 
-// Registers reads RTMR0..3 from the tdx_guest driver's sysfs files, keyed by
-// CC MR index (1 is RTMR0) in the SHA-384 bank.
+// Registers reads RTMR0..3, keyed by CC MR index (1 is RTMR0) in the
+// SHA-384 bank, and MRTD (index 0) where the node shows it, from the
+// sysfs measurements or a TDREPORT, as NewTDX decided.
 func (s *tdxSource) Registers(ctx context.Context) (eventlog.Bank, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	bank := eventlog.Bank{}
-	for i := range 4 {
-		path := hostPath(s.root, RTMRPath(i))
-		b, err := readLimited(path, 256)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil, fmt.Errorf("%w: no live RTMRs at %s (they need Linux 6.16+ with the tdx_guest driver): %w", ErrNotAvailable, path, err)
-		case errors.Is(err, fs.ErrPermission):
-			return nil, fmt.Errorf("%w: %w (the RTMR files are readable by root only: run as root)", ErrNotAvailable, err)
-		case err != nil:
-			return nil, fmt.Errorf("%w: %w", ErrNotAvailable, err)
-		}
-		v, err := decodeRegister(b, eventlog.AlgSHA384.Size())
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		bank.Set(eventlog.AlgSHA384, uint32(i+1), v)
-	}
-	return bank, nil
+	return s.regs.read(ctx)
 }
 
 // decodeRegister accepts a register value as the kernel writes it (the raw
@@ -203,4 +201,4 @@ func decodeRegister(b []byte, size int) ([]byte, error) {
 	return nil, fmt.Errorf("holds %d bytes, neither a %d-byte register value nor %d hex digits", len(b), size, 2*size)
 }
 
-func (s *tdxSource) RegistersFrom() string { return "tdx_guest sysfs " + hostPath(s.root, RTMRDir) }
+func (s *tdxSource) RegistersFrom() string { return s.regs.from() }

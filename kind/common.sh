@@ -31,7 +31,7 @@ export KUBECONFIG="${BUILD_DIR}/kubeconfig"
 TARGET_FILE="${BUILD_DIR}/target.json"
 ARTIFACTS="${BUILD_DIR}/artifacts"
 
-# The two releases of the chart: namespace and DaemonSet of each. The
+# The releases of the chart: namespace and DaemonSet of each. The
 # simulated one has the name deployment/manifests is rendered with, so that
 # those manifests apply over it (e2e/incluster_test.go dry-runs them).
 SIM_RELEASE=eventlog-server
@@ -40,6 +40,9 @@ SIM_DAEMONSET=eventlog-server
 FAKEHOST_RELEASE=eventlog-fakehost
 FAKEHOST_NAMESPACE=ccnp-fakehost
 FAKEHOST_DAEMONSET=eventlog-server-fakehost
+KERNEL68_RELEASE=eventlog-kernel68
+KERNEL68_NAMESPACE=ccnp-kernel68
+KERNEL68_DAEMONSET=eventlog-server-kernel68
 # Where the fake host tree is on the node (kind/cluster.yaml).
 FAKEHOST_TREE=/var/lib/ccnp-e2e/fakehost
 

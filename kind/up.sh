@@ -9,8 +9,9 @@
 #   2. the kind cluster (kind/cluster.yaml), created if it does not exist;
 #   3. both images loaded into the node (kind load docker-image);
 #   4. the fake host tree, written by the simulator CLI where the node sees it;
-#   5. two releases of the chart, each waited for: simulated hardware, and
-#      the real host backends on the fake host tree;
+#   5. three releases of the chart, each waited for: simulated hardware, the
+#      real host backends on the fake host tree, and simulated hardware on
+#      the kernel profile 6.8 (TDREPORTs only, no extends);
 #   6. build/kind/target.json, which tells the suite what was deployed.
 #
 # usage: kind/up.sh   (settings: kind/common.sh)
@@ -173,7 +174,8 @@ write_target_file() {
   "userImage": "${E2E_IMAGE}",
   "releases": {
     "simulated": {"release": "${SIM_RELEASE}", "namespace": "${SIM_NAMESPACE}", "daemonSet": "${SIM_DAEMONSET}"},
-    "fakehost": {"release": "${FAKEHOST_RELEASE}", "namespace": "${FAKEHOST_NAMESPACE}", "daemonSet": "${FAKEHOST_DAEMONSET}", "hostTree": "${FAKEHOST_TREE}"}
+    "fakehost": {"release": "${FAKEHOST_RELEASE}", "namespace": "${FAKEHOST_NAMESPACE}", "daemonSet": "${FAKEHOST_DAEMONSET}", "hostTree": "${FAKEHOST_TREE}"},
+    "kernel68": {"release": "${KERNEL68_RELEASE}", "namespace": "${KERNEL68_NAMESPACE}", "daemonSet": "${KERNEL68_DAEMONSET}"}
   }
 }
 EOF
@@ -193,6 +195,7 @@ main() {
 	deploy "${SIM_RELEASE}" "${SIM_NAMESPACE}" "${SIM_DAEMONSET}" kind/values-simulated.yaml
 	deploy "${FAKEHOST_RELEASE}" "${FAKEHOST_NAMESPACE}" "${FAKEHOST_DAEMONSET}" kind/values-fakehost.yaml \
 		--set-string podAnnotations.ccnp-eventlog\\.e2e/fakehost-tree="${FAKEHOST_SUM}"
+	deploy "${KERNEL68_RELEASE}" "${KERNEL68_NAMESPACE}" "${KERNEL68_DAEMONSET}" kind/values-kernel68.yaml
 	write_target_file
 	log "cluster ${KIND_CLUSTER_NAME} is up ($((SECONDS - start))s); kubectl: export KUBECONFIG=${KUBECONFIG}"
 }

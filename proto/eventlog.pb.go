@@ -655,8 +655,17 @@ type VerifyEventlogRequest struct {
 	// Only PAAS: a container's own events explain only part of a register.
 	EventlogLevel    LEVEL    `protobuf:"varint,1,opt,name=eventlog_level,json=eventlogLevel,proto3,enum=LEVEL" json:"eventlog_level,omitempty"`
 	EventlogCategory CATEGORY `protobuf:"varint,2,opt,name=eventlog_category,json=eventlogCategory,proto3,enum=CATEGORY" json:"eventlog_category,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// A TD quote (version 4 or 5, TD report body 1.0 or 1.5), for
+	// TDX_EVENTLOG only: the log is compared with the RTMRs in the quote
+	// instead of the live registers, as a remote verifier holding the
+	// node's quote would. The quote's signature is NOT checked: verify it
+	// with a quote verification library before trusting its values.
+	TdQuote []byte `protobuf:"bytes,3,opt,name=td_quote,json=tdQuote,proto3" json:"td_quote,omitempty"`
+	// A TDREPORT (1024 bytes, from /dev/tdx_guest), used as td_quote is;
+	// its MAC is not checked. At most one of td_quote and td_report.
+	TdReport      []byte `protobuf:"bytes,4,opt,name=td_report,json=tdReport,proto3" json:"td_report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyEventlogRequest) Reset() {
@@ -701,6 +710,20 @@ func (x *VerifyEventlogRequest) GetEventlogCategory() CATEGORY {
 		return x.EventlogCategory
 	}
 	return CATEGORY_TDX_EVENTLOG
+}
+
+func (x *VerifyEventlogRequest) GetTdQuote() []byte {
+	if x != nil {
+		return x.TdQuote
+	}
+	return nil
+}
+
+func (x *VerifyEventlogRequest) GetTdReport() []byte {
+	if x != nil {
+		return x.TdReport
+	}
+	return nil
 }
 
 type RegisterCheck struct {
@@ -896,14 +919,21 @@ type VerifyEventlogReply struct {
 	Verified  bool             `protobuf:"varint,1,opt,name=verified,proto3" json:"verified,omitempty"`
 	Registers []*RegisterCheck `protobuf:"bytes,2,rep,name=registers,proto3" json:"registers,omitempty"`
 	Quirks    []*Quirk         `protobuf:"bytes,3,rep,name=quirks,proto3" json:"quirks,omitempty"`
-	// Where the live values were read from.
+	// Where the live values were read from: the sysfs measurements, a
+	// TDREPORT of /dev/tdx_guest, a TPM device, the simulator, or the
+	// request's quote or TDREPORT.
 	LiveFrom string `protobuf:"bytes,4,opt,name=live_from,json=liveFrom,proto3" json:"live_from,omitempty"`
 	// Why live values could not be read; empty when they could.
 	LiveError string `protobuf:"bytes,5,opt,name=live_error,json=liveError,proto3" json:"live_error,omitempty"`
 	// Where the log came from, and whether it is simulated.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
-	Simulated     bool   `protobuf:"varint,7,opt,name=simulated,proto3" json:"simulated,omitempty"`
-	TotalEvents   uint32 `protobuf:"varint,8,opt,name=total_events,json=totalEvents,proto3" json:"total_events,omitempty"`
+	Source      string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Simulated   bool   `protobuf:"varint,7,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	TotalEvents uint32 `protobuf:"varint,8,opt,name=total_events,json=totalEvents,proto3" json:"total_events,omitempty"`
+	// Hex MRTD (CC MR index 0) when the register source holds it (a quote,
+	// a TDREPORT, Linux 6.16+ sysfs): shown, never compared. No event log
+	// records it: the TDX module measures the TD's initial pages before any
+	// firmware runs; compare it with a reference value for the firmware.
+	Mrtd          string `protobuf:"bytes,9,opt,name=mrtd,proto3" json:"mrtd,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -994,6 +1024,13 @@ func (x *VerifyEventlogReply) GetTotalEvents() uint32 {
 	return 0
 }
 
+func (x *VerifyEventlogReply) GetMrtd() string {
+	if x != nil {
+		return x.Mrtd
+	}
+	return ""
+}
+
 var File_proto_eventlog_proto protoreflect.FileDescriptor
 
 const file_proto_eventlog_proto_rawDesc = "" +
@@ -1037,10 +1074,12 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x10already_recorded\x18\t \x01(\bR\x0falreadyRecorded\x1a:\n" +
 	"\fDigestsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"~\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
 	"\x15VerifyEventlogRequest\x12-\n" +
 	"\x0eeventlog_level\x18\x01 \x01(\x0e2\x06.LEVELR\reventlogLevel\x126\n" +
-	"\x11eventlog_category\x18\x02 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\"\x8c\x02\n" +
+	"\x11eventlog_category\x18\x02 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\x12\x19\n" +
+	"\btd_quote\x18\x03 \x01(\fR\atdQuote\x12\x1b\n" +
+	"\ttd_report\x18\x04 \x01(\fR\btdReport\"\x8c\x02\n" +
 	"\rRegisterCheck\x12\x1a\n" +
 	"\bregister\x18\x01 \x01(\tR\bregister\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x1c\n" +
@@ -1055,7 +1094,7 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bregister\x18\x02 \x01(\tR\bregister\x12\x16\n" +
 	"\x06events\x18\x03 \x03(\rR\x06events\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\x94\x02\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xa8\x02\n" +
 	"\x13VerifyEventlogReply\x12\x1a\n" +
 	"\bverified\x18\x01 \x01(\bR\bverified\x12,\n" +
 	"\tregisters\x18\x02 \x03(\v2\x0e.RegisterCheckR\tregisters\x12\x1e\n" +
@@ -1065,7 +1104,8 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"live_error\x18\x05 \x01(\tR\tliveError\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x1c\n" +
 	"\tsimulated\x18\a \x01(\bR\tsimulated\x12!\n" +
-	"\ftotal_events\x18\b \x01(\rR\vtotalEvents*.\n" +
+	"\ftotal_events\x18\b \x01(\rR\vtotalEvents\x12\x12\n" +
+	"\x04mrtd\x18\t \x01(\tR\x04mrtd*.\n" +
 	"\bCATEGORY\x12\x10\n" +
 	"\fTDX_EVENTLOG\x10\x00\x12\x10\n" +
 	"\fTPM_EVENTLOG\x10\x01*\x1b\n" +

@@ -38,7 +38,8 @@ const (
 type EventlogClient interface {
 	GetEventlog(ctx context.Context, in *GetEventlogRequest, opts ...grpc.CallOption) (*GetEventlogReply, error)
 	// Replays a category's log and compares it with the node's live
-	// registers (RTMRs, PCRs).
+	// registers (RTMRs, PCRs), or with the RTMRs of a TD quote or TDREPORT
+	// in the request.
 	VerifyEventlog(ctx context.Context, in *VerifyEventlogRequest, opts ...grpc.CallOption) (*VerifyEventlogReply, error)
 	// Measures a container-level event: appends it to the runtime log, then
 	// extends the runtime register (RTMR3, PCR 23). Callers must run in a
@@ -90,7 +91,8 @@ func (c *eventlogClient) RecordEvent(ctx context.Context, in *RecordEventRequest
 type EventlogServer interface {
 	GetEventlog(context.Context, *GetEventlogRequest) (*GetEventlogReply, error)
 	// Replays a category's log and compares it with the node's live
-	// registers (RTMRs, PCRs).
+	// registers (RTMRs, PCRs), or with the RTMRs of a TD quote or TDREPORT
+	// in the request.
 	VerifyEventlog(context.Context, *VerifyEventlogRequest) (*VerifyEventlogReply, error)
 	// Measures a container-level event: appends it to the runtime log, then
 	// extends the runtime register (RTMR3, PCR 23). Callers must run in a

@@ -15,6 +15,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/tdxquote"
 )
 
 // errDirFull is wrapped when the output directory is at its size limit and
@@ -123,12 +124,14 @@ func toStatus(err error) error {
 		runtimeErr  *runtimeUnavailableError
 		extendErr   *extendError
 		corruptErr  *runtimelog.CorruptError
+		quoteErr    *tdxquote.Error
 	)
 	code := codes.Internal
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
-	case errors.As(err, &reqErr):
+	case errors.As(err, &reqErr), errors.As(err, &quoteErr):
+		// A quote or TDREPORT that cannot be read came in the request.
 		code = codes.InvalidArgument
 	case errors.As(err, &noSourceErr), errors.Is(err, errCannotReplay):
 		code = codes.FailedPrecondition

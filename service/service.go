@@ -79,7 +79,8 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 		if ext, ok := src.(hwsource.Extender); ok && rtOff == nil {
 			c.rt = &runtimeLog{src: ext, kind: src.Kind(), index: runtimeRegister(src.Kind()), dir: s.rtDir, opts: &s.rtOpts, log: s.log, paas: &c.parsed}
 		} else if rtOff == nil {
-			c.rtOff = fmt.Errorf("its source (%s) cannot extend registers", src.Name())
+			c.rtOff = cannotExtend(src)
+			s.log.Warn("container-level events off: the register cannot be extended", "category", cat.String(), "err", c.rtOff)
 		}
 		s.logs[cat] = c
 	}
@@ -371,4 +372,14 @@ func (s *Service) Check(ctx context.Context) bool {
 		s.log.Info("source ready", "category", cat.String(), "source", p.source, "simulated", c.src.Simulated(), "events", len(p.log.Events))
 	}
 	return ok
+}
+
+// cannotExtend says why a source that is not an Extender cannot record
+// container-level events: its own reason (a kernel too old, ...) when it
+// knows one.
+func cannotExtend(src hwsource.Source) error {
+	if c, ok := src.(hwsource.CannotExtend); ok {
+		return c.CannotExtend()
+	}
+	return fmt.Errorf("its source (%s) cannot extend registers", src.Name())
 }

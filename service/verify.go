@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/verify"
 )
@@ -24,6 +25,12 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	if err := validateCategory(req.EventlogCategory); err != nil {
 		return nil, err
 	}
+	if (len(req.TdQuote) > 0 || len(req.TdReport) > 0) && req.EventlogCategory != eventlogpb.CATEGORY_TDX_EVENTLOG {
+		return nil, invalidRequest("td_quote and td_report hold a TD's registers: they verify the TDX log (eventlog_category 0), not %s", req.EventlogCategory)
+	}
+	if len(req.TdQuote) > 0 && len(req.TdReport) > 0 {
+		return nil, invalidRequest("td_quote and td_report are both set: give one")
+	}
 	if req.EventlogLevel != eventlogpb.LEVEL_PAAS {
 		return nil, invalidRequest("verify compares the platform (PAAS) log with the registers; a container's own events explain only part of a register")
 	}
@@ -35,20 +42,38 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	if err != nil {
 		return nil, err
 	}
-	live, liveErr := cache.src.Registers(ctx)
+	var live eventlog.Bank
+	var liveErr error
+	liveFrom := cache.src.RegistersFrom()
+	if len(req.TdQuote) > 0 || len(req.TdReport) > 0 {
+		if live, liveFrom, err = requestEvidence(req); err != nil {
+			return nil, err
+		}
+	} else {
+		live, liveErr = cache.src.Registers(ctx)
+	}
 	report, err := verify.Check(p.log, cache.src.Kind(), live, liveErr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errCannotReplay, err)
 	}
-	reply := &eventlogpb.VerifyEventlogReply{
-		Verified:    report.Verified(),
-		LiveFrom:    cache.src.RegistersFrom(),
-		Source:      p.source,
-		Simulated:   cache.src.Simulated(),
-		TotalEvents: uint32(len(p.log.Events)),
-	}
+	reply := VerifyReply(report)
+	reply.LiveFrom = liveFrom
+	reply.Source = p.source
+	reply.Simulated = cache.src.Simulated()
+	reply.TotalEvents = uint32(len(p.log.Events))
 	if liveErr != nil {
 		reply.LiveError = liveErr.Error()
+	}
+	return reply, nil
+}
+
+// VerifyReply renders a check as a VerifyEventlogReply: the verdict,
+// registers, quirks and MRTD; the caller says where the log and registers
+// came from. The offline verify command renders its checks with it too.
+func VerifyReply(report *verify.Report) *eventlogpb.VerifyEventlogReply {
+	reply := &eventlogpb.VerifyEventlogReply{
+		Verified: report.Verified(),
+		Mrtd:     hex.EncodeToString(report.MRTD),
 	}
 	for _, r := range report.Registers {
 		check := &eventlogpb.RegisterCheck{
@@ -73,11 +98,25 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 		}
 		reply.Quirks = append(reply.Quirks, pq)
 	}
-	return reply, nil
+	return reply
 }
 
 var registerStatus = map[verify.Status]eventlogpb.REGISTER_STATUS{
 	verify.Match:        eventlogpb.REGISTER_STATUS_MATCH,
 	verify.Mismatch:     eventlogpb.REGISTER_STATUS_MISMATCH,
 	verify.NotAvailable: eventlogpb.REGISTER_STATUS_NOT_AVAILABLE,
+}
+
+// requestEvidence reads the registers of the request's TD quote or
+// TDREPORT. They come from the caller, unverified: the reply says so.
+func requestEvidence(req *eventlogpb.VerifyEventlogRequest) (eventlog.Bank, string, error) {
+	field := "td_quote"
+	if len(req.TdQuote) == 0 {
+		field = "td_report"
+	}
+	bank, from, err := verify.TDXEvidence(req.TdQuote, req.TdReport)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", field, err)
+	}
+	return bank, "the request's " + from, nil
 }

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
@@ -38,8 +39,12 @@ func TestVerifySimulatedTree(t *testing.T) {
 			t.Errorf("%s: %v", reg.Register, reg)
 		}
 	}
-	if r.LiveFrom != "tdx_guest sysfs "+filepath.Join(root, hwsource.RTMRDir) {
+	if r.LiveFrom != "tdx_guest sysfs "+filepath.Join(root, hwsource.RTMRDir)+" (Linux 6.16+)" {
 		t.Errorf("live from %q", r.LiveFrom)
+	}
+	// The tree's mrtd:sha384 is shown, not compared: no log has it.
+	if mrtd := readTreeFile(t, root, hwsource.MRTDPath); r.Mrtd != hex.EncodeToString(mrtd) {
+		t.Errorf("mrtd %q, the tree holds %x", r.Mrtd, mrtd)
 	}
 
 	// The tree has no TPM device: its PCRs are not available, and nothing is

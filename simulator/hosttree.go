@@ -14,9 +14,17 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 )
 
-// ExpectedRegistersFile is the name of the file WriteHostTree writes the
-// expected registers to, at the top of the tree.
-const ExpectedRegistersFile = "expected-registers.json"
+// Files WriteHostTree writes at the top of the tree, beside the host paths.
+const (
+	// ExpectedRegistersFile holds the expected registers (ExpectedRegisters).
+	ExpectedRegistersFile = "expected-registers.json"
+	// QuoteFile is an unsigned version 4 TD quote of the simulated TD: its
+	// MRTD and RTMRs, for testing verification against a quote.
+	QuoteFile = "td-quote.bin"
+	// ReportFile is a TDREPORT of the simulated TD, as /dev/tdx_guest
+	// returns one.
+	ReportFile = "tdreport.bin"
+)
 
 // HostConfig describes the simulated host WriteHostTree writes.
 type HostConfig struct {
@@ -30,6 +38,13 @@ type HostConfig struct {
 	// TDXLive also writes the tdx_guest driver's RTMR files, so the real
 	// TDX backend finds live registers in the tree.
 	TDXLive bool
+	// Kernel, when set, lays the TD's files out as that kernel generation
+	// shows them: 6.16 writes the CCEL files and the sysfs measurements
+	// (TDXLive is implied); 6.8 the CCEL files only (its /dev/tdx_guest is
+	// a process serving TDX.ServeReports, see fakehost --serve); staged the
+	// CCEL table and log area only under run/firmware/acpi/tables, where
+	// the chart's init container copies them.
+	Kernel Kernel
 	// BootID is written as the kernel's boot ID; empty: a random one, as a
 	// new tree is a new boot.
 	BootID string
@@ -49,10 +64,12 @@ type ExpectedRegisters struct {
 //
 //	sys/firmware/acpi/tables/CCEL                      CCEL table
 //	sys/firmware/acpi/tables/data/CCEL                 CCEL log area
-//	sys/class/misc/tdx_guest/measurements/rtmrN:sha384 live RTMRs (TDXLive)
+//	sys/class/misc/tdx_guest/measurements/rtmrN:sha384 live RTMRs (TDXLive, 6.16)
+//	sys/class/misc/tdx_guest/measurements/mrtd:sha384  MRTD (TDXLive, 6.16)
 //	sys/kernel/security/tpm0/binary_bios_measurements  TPM log
 //	proc/sys/kernel/random/boot_id                     the kernel's boot ID
 //	expected-registers.json                            ExpectedRegisters
+//	td-quote.bin, tdreport.bin                         the TD's evidence (QuoteFile, ReportFile)
 //
 // The tree has no TPM device: the TPM's expected registers come from the
 // go-tpm-tools simulator, which must not be open elsewhere in the process
@@ -80,12 +97,25 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 		hwsource.TPMLogPath:    tpm.log,
 		hwsource.BootIDPath:    []byte(bootID + "\n"),
 	}
+	switch cfg.Kernel {
+	case Kernel616:
+		cfg.TDXLive = true
+	case KernelStaged:
+		delete(files, hwsource.CCELTablePath)
+		delete(files, hwsource.CCELDataPath)
+		files[hwsource.StagedCCELTablePath] = tdx.Table()
+		files[hwsource.StagedCCELDataPath] = tdx.Area()
+	}
 	rtmrs, _ := tdx.Registers(ctx)
-	if cfg.TDXLive {
+	if cfg.TDXLive && cfg.Kernel != Kernel68 && cfg.Kernel != KernelStaged {
 		for i := range 4 {
 			files[hwsource.RTMRPath(i)] = rtmrs.Get(eventlog.AlgSHA384, uint32(i+1))
 		}
+		mrtd := tdx.mrtd()
+		files[hwsource.MRTDPath] = mrtd[:]
 	}
+	files[QuoteFile] = tdx.UnsignedQuote([64]byte{})
+	files[ReportFile], _ = tdx.GetReport([64]byte{})
 	pcrs, err := tpm.Registers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the simulated TPM's PCRs: %w", err)

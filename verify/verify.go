@@ -71,6 +71,10 @@ type Report struct {
 	Quirks    []Quirk
 	// LiveErr says why live values could not be read; nil when they could.
 	LiveErr error
+	// MRTD is the TD's MRTD (CC MR index 0) when the register source holds
+	// it and the log has no event for it, as no TDX log has: shown, never
+	// compared.
+	MRTD []byte
 }
 
 // Verified reports whether every register could be compared and matched.
@@ -119,6 +123,12 @@ func Check(l *eventlog.Log, kind eventlog.Kind, live eventlog.Bank, liveErr erro
 		}
 		for index, value := range regs {
 			if replayed.Get(alg, index) != nil {
+				continue
+			}
+			if kind == eventlog.TDX && index == 0 {
+				// MRTD: measured by the TDX module before any firmware
+				// runs; no log can explain it.
+				r.MRTD = value
 				continue
 			}
 			reset := resetValue(kind, index, len(value))
@@ -195,7 +205,7 @@ func compare(replayed []byte, live eventlog.Bank, alg eventlog.Alg, index uint32
 	case bytes.Equal(v, replayed):
 		return v, Match, ""
 	}
-	return v, Mismatch, "the live value differs from the log's replay"
+	return v, Mismatch, "the register's value (live, or the quote's) differs from the log's replay"
 }
 
 // resetValue is a register's value before any extend: zeros, but all ones

@@ -27,7 +27,7 @@ import (
 // other client, for people without grpcurl.
 func init() {
 	commands["get"] = command{"fetch an event log from a server: print its file's path, or its events", runGet}
-	commands["verify"] = command{"compare a server's log with the node's live registers (exit 1 on mismatch)", runVerify}
+	commands["verify"] = command{"compare a server's log with the node's live registers, or a TDX log with a TD quote (exit 1 on mismatch)", runVerify}
 }
 
 // clientFlags are the flags every client subcommand has.
@@ -213,10 +213,22 @@ const (
 func runVerify(args []string) int { return verifyCmd(args, os.Stdout) }
 
 func verifyCmd(args []string, stdout io.Writer) int {
-	fs := newFlagSet("verify", "eventlog-server verify [flags]")
+	fs := newFlagSet("verify", `eventlog-server verify [flags]
+       eventlog-server verify --quote QUOTE|--tdreport REPORT [--log LOG [--table TABLE]]
+
+Replays the log and compares every register with the node's live registers
+(the server's log), or with a TD quote's or TDREPORT's: the server's TDX log,
+or with --log the file LOG, offline. Exit status: 0 every register matches,
+1 one does not (named), 3 the registers (or the files) could not be read.
+A quote's signature is not checked.`)
 	var c clientFlags
 	c.register(fs)
 	output := fs.String("o", "table", "table or json")
+	var e evidenceFlags
+	fs.StringVar(&e.quote, "quote", "", "compare the TDX log with the RTMRs of this TD quote file (v4 or v5) instead of the live registers: the server's log, or the --log file; the quote's signature is NOT checked")
+	fs.StringVar(&e.report, "tdreport", "", "as --quote, with a TDREPORT file (1024 bytes, from /dev/tdx_guest); its MAC is not checked")
+	fs.StringVar(&e.log, "log", "", "with --quote or --tdreport: verify this TDX log file offline, without a server (a CCEL log area, or a raw TCG log)")
+	fs.StringVar(&e.table, "table", "", "with --log: the ACPI CCEL table of the log area, whose length bounds it")
 	if err := parseFlags(fs, args); err != nil {
 		return usageError(err)
 	}
@@ -226,6 +238,18 @@ func verifyCmd(args []string, stdout io.Writer) int {
 	}
 	if *output != "table" && *output != "json" {
 		return usageError(fmt.Errorf("-o must be table or json, not %q", *output))
+	}
+	if err := e.check(); err != nil {
+		return usageError(err)
+	}
+	if e.set() && cat != eventlogpb.CATEGORY_TDX_EVENTLOG {
+		return usageError(errors.New("--quote and --tdreport verify the TDX log (--category tdx)"))
+	}
+	switch {
+	case e.log != "":
+		return verifyOffline(&e, *output, stdout)
+	case e.set():
+		return verifyAgainstServer(&c, &e, *output, stdout)
 	}
 	client, closeConn, err := c.dial()
 	if err != nil {
@@ -238,10 +262,17 @@ func verifyCmd(args []string, stdout io.Writer) int {
 	if err != nil {
 		return clientError("verify", err)
 	}
-	if *output == "json" {
-		fmt.Fprintln(stdout, protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Format(reply))
+	return printVerifyReply(stdout, cat, reply, *output, false)
+}
+
+// printVerifyReply prints a verification as a table or JSON and returns
+// verify's exit status. evidence: the registers are a quote's or a
+// TDREPORT's, not live ones.
+func printVerifyReply(w io.Writer, cat eventlogpb.CATEGORY, reply *eventlogpb.VerifyEventlogReply, output string, evidence bool) int {
+	if output == "json" {
+		fmt.Fprintln(w, protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Format(reply))
 	} else {
-		printVerify(stdout, cat, reply)
+		printVerify(w, cat, reply, evidence)
 	}
 	return verifyStatus(reply)
 }
@@ -258,9 +289,11 @@ func verifyStatus(r *eventlogpb.VerifyEventlogReply) int {
 	return verifyOK
 }
 
-func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEventlogReply) {
+func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEventlogReply, evidence bool) {
 	fmt.Fprintf(w, "%s log: %s, %d events\n", kindOf(cat), r.Source, r.TotalEvents)
-	if r.LiveError != "" {
+	if evidence {
+		fmt.Fprintf(w, "registers: %s\n", r.LiveFrom)
+	} else if r.LiveError != "" {
 		// The server's error starts with hwsource.ErrNotAvailable's own
 		// words; say them once.
 		why := strings.TrimPrefix(r.LiveError, hwsource.ErrNotAvailable.Error()+": ")
@@ -285,6 +318,9 @@ func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEvent
 			fmt.Fprintf(w, "%s %s: %s\n", reg.Register, reg.Algorithm, reg.Note)
 		}
 	}
+	if r.Mrtd != "" {
+		fmt.Fprintf(w, "MRTD %s: not in log (the TDX module measures the TD's initial pages before any firmware runs: compare it with your firmware's reference value)\n", shortHex(r.Mrtd))
+	}
 	for _, q := range r.Quirks {
 		fmt.Fprintf(w, "quirk %s (%s", q.Name, q.Register)
 		if len(q.Events) > 0 {
@@ -299,6 +335,9 @@ func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEvent
 		fmt.Fprintln(w, "NOT VERIFIED: the log does not explain every register")
 	default:
 		fmt.Fprintln(w, "not verified: live registers could not be compared")
+	}
+	if evidence {
+		fmt.Fprintln(w, "signature not checked: these values are the quote's as given; verify the quote's signature (e.g. go-tdx-guest's verify, Intel's QVL) before trusting them")
 	}
 }
 

@@ -35,6 +35,7 @@ type serveConfig struct {
 	logFormat  string
 	healthWait time.Duration
 	simTDX     simulator.TDXConfig
+	simKernel  string
 	simTPM     simulator.TPMConfig
 	runtime    service.RuntimeOptions
 	zeroBased  bool
@@ -66,6 +67,7 @@ func runServe(args []string) int {
 	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
 	fs.IntVar(&c.simTPM.Events, "sim-tpm-events", simulator.DefaultTPMEvents, "simulated hardware: events in the TPM log")
 	fs.IntVar(&c.simTDX.AreaSize, "sim-area-size", simulator.DefaultAreaSize, "simulated hardware: size of the CCEL log area in bytes (at most 1 MiB)")
+	fs.StringVar(&c.simKernel, "sim-kernel", string(simulator.Kernel616), "simulated hardware: the TD's kernel generation: 6.16 (sysfs measurements: live RTMRs, extends), 6.8 (TDREPORTs only: live RTMRs, no extends, so no container-level TDX events) or staged (the staged CCEL copies only: no live RTMRs, no extends)")
 	fs.StringVar(&c.simTDX.StateFile, "sim-tdx-state", "", "simulated hardware: file keeping the simulated RTMRs across restarts, as a real TD keeps them while servers come and go (empty: every start is a new simulated boot)")
 	fs.StringVar(&c.runtime.StateDir, "state-dir", "/var/lib/ccnp-eventlog", "directory of the runtime logs of container-level (SAAS) events; it must survive server restarts (a host directory). Empty turns container-level events off")
 	fs.StringVar(&c.runtime.ProcRoot, "proc-root", "/proc", "proc filesystem the callers' cgroups are read from, to tell their containers; in a pod it must show the host's processes (hostPID)")
@@ -120,11 +122,15 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 			eventlogpb.CATEGORY_TPM_EVENTLOG: hwsource.NewTPM(c.root),
 		}, func() {}, nil
 	case "simulated":
+		kernel, err := simulator.ParseKernel(c.simKernel)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--sim-kernel: %w", err)
+		}
 		tdx, err := simulator.NewTDX(c.simTDX)
 		if err != nil {
 			return nil, nil, err
 		}
-		srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx}
+		srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx.OnKernel(kernel)}
 		tpm, err := simulator.NewTPM(c.simTPM)
 		if err != nil {
 			// The TDX simulation is pure Go and still serves; TPM requests

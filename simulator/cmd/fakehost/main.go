@@ -1,24 +1,34 @@
 // Command fakehost writes a simulated host's event logs in the layout of a
 // real host, so the real backends can run on a machine without TDX or a TPM:
 //
-//	go run ./simulator/cmd/fakehost --out DIR [--seed N] [--tdx-events N] [--tpm-events N] [--area-size N]
+//	go run ./simulator/cmd/fakehost --out DIR [--kernel 6.16|6.8|staged] [--serve] [--seed N] ...
 //	eventlog-server --root DIR ...
 //
-// DIR gets the CCEL table and log area, the tdx_guest RTMR files, the TPM's
-// binary_bios_measurements, the kernel's boot ID and expected-registers.json.
+// DIR gets the CCEL table and log area, the tdx_guest measurements (as the
+// --kernel profile has them), the TPM's binary_bios_measurements, the
+// kernel's boot ID, expected-registers.json, and the simulated TD's
+// evidence: an unsigned TD quote (td-quote.bin) and a TDREPORT
+// (tdreport.bin). With --kernel 6.8 --serve it then serves the simulated
+// TD's /dev/tdx_guest on a Unix socket at DIR/dev/tdx_guest until it is
+// stopped (SIGINT, SIGTERM), as the real backend reads it on Linux 5.19-6.15.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
 
@@ -40,7 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	tdxEvents := fs.Int("tdx-events", simulator.DefaultTDXEvents, "events in the TDX log after its header")
 	tpmEvents := fs.Int("tpm-events", simulator.DefaultTPMEvents, "events in the TPM log after its header")
 	areaSize := fs.Int("area-size", simulator.DefaultAreaSize, fmt.Sprintf("CCEL log area size in bytes (at most %d)", simulator.MaxAreaSize))
-	tdxLive := fs.Bool("tdx-live", true, "also write sys/class/misc/tdx_guest/measurements/rtmr{0..3}:sha384")
+	tdxLive := fs.Bool("tdx-live", true, "also write sys/class/misc/tdx_guest/measurements/{rtmr0..3,mrtd}:sha384 (without --kernel)")
+	kernelName := fs.String("kernel", "", "lay the TD out as a kernel generation shows it: 6.16 (sysfs measurements, which also extend), 6.8 (TDREPORTs from /dev/tdx_guest only: see --serve) or staged (the CCEL copies under run/firmware only); empty: --tdx-live decides")
+	serve := fs.Bool("serve", false, "with --kernel 6.8: after writing the tree, serve the simulated TD's /dev/tdx_guest on a Unix socket at DIR/dev/tdx_guest until stopped")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -53,12 +65,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	var kernel simulator.Kernel
+	if *kernelName != "" {
+		k, err := simulator.ParseKernel(*kernelName)
+		if err != nil {
+			fmt.Fprintln(stderr, "fakehost:", err)
+			return 2
+		}
+		kernel = k
+	}
+	if *serve && kernel != simulator.Kernel68 {
+		fmt.Fprintln(stderr, "fakehost: --serve serves /dev/tdx_guest, which only the 6.8 profile reads: add --kernel 6.8")
+		return 2
+	}
+
 	exp, err := simulator.WriteHostTree(*out, simulator.HostConfig{
 		Seed:      *seed,
 		TDXEvents: *tdxEvents,
 		TPMEvents: *tpmEvents,
 		AreaSize:  *areaSize,
 		TDXLive:   *tdxLive,
+		Kernel:    kernel,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "fakehost:", err)
@@ -82,6 +109,48 @@ func run(args []string, stdout, stderr io.Writer) int {
 			names = append(names, cat.kind.RegisterName(i))
 		}
 		fmt.Fprintf(stdout, "  %s: %v\n", strings.ToLower(cat.kind.String()), names)
+	}
+	if kernel != "" {
+		fmt.Fprintf(stdout, "kernel profile %s\n", kernel)
+	}
+	if *serve {
+		return serveDevice(*out, *seed, *tdxEvents, *areaSize, stdout, stderr)
+	}
+	return 0
+}
+
+// serveDevice serves the simulated TD's TDREPORTs at DIR/dev/tdx_guest until
+// SIGINT or SIGTERM. The TD is built again from the same seed: the same log,
+// the same registers as the tree's.
+func serveDevice(dir string, seed int64, events, areaSize int, stdout, stderr io.Writer) int {
+	td, err := simulator.NewTDX(simulator.TDXConfig{Seed: seed, Events: events, AreaSize: areaSize})
+	if err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
+	}
+	path := filepath.Join(dir, hwsource.TDXGuestDevicePath)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
+	}
+	os.Remove(path) // a socket left by an earlier run
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
+	}
+	// Anyone may ask, as a server of any uid reads the tree.
+	if err := os.Chmod(path, 0o666); err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); l.Close() }()
+	fmt.Fprintf(stdout, "serving the simulated TD's /dev/tdx_guest at %s (until SIGINT or SIGTERM)\n", path)
+	if err := td.ServeReports(l); err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
 	}
 	return 0
 }
