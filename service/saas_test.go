@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
@@ -56,7 +57,12 @@ type runtimeEnv struct {
 	outDir   string
 	proc     string
 	tdxState string
-	opts     service.RuntimeOptions
+	// cgroup is the cgroup v2 hierarchy the server sees: a directory
+	// standing for the node's /sys/fs/cgroup, where setCgroup makes each
+	// caller's cgroup as its runtime would (owned by root).
+	cgroup string
+	opts   service.RuntimeOptions
+	ident  service.IdentityOptions
 }
 
 func newRuntimeEnv(t *testing.T) *runtimeEnv {
@@ -75,6 +81,16 @@ func newRuntimeEnv(t *testing.T) *runtimeEnv {
 		tdxState: filepath.Join(dir, "tdx-rtmrs.json"),
 	}
 	e.opts = service.RuntimeOptions{StateDir: e.state, ProcRoot: e.proc}
+	e.cgroup = filepath.Join(dir, "cgroup")
+	if err := os.Mkdir(e.cgroup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The server runs at the hierarchy's root, as on a host.
+	node, err := containerid.NewNode(e.cgroup, []byte("30 1 0:30 / "+e.cgroup+" rw,relatime - cgroup2 cgroup2 rw\n"), []byte("0::/\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ident = service.IdentityOptions{Node: node}
 	return e
 }
 
@@ -87,6 +103,12 @@ func (e *runtimeEnv) setCgroup(t *testing.T, pid int, content string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for line := range strings.Lines(content) {
+		_, path, _ := strings.Cut(strings.TrimSpace(line), "::")
+		if err := os.MkdirAll(filepath.Join(e.cgroup, path), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -126,6 +148,7 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Runtime:   e.opts,
+		Identity:  e.ident,
 	})
 	if err != nil {
 		t.Fatal(err)

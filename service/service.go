@@ -33,6 +33,9 @@ type Options struct {
 	// Runtime configures container-level events; they are off without a
 	// state directory.
 	Runtime RuntimeOptions
+	// Identity configures how container-level callers' containers are
+	// told (identity.go).
+	Identity IdentityOptions
 }
 
 // Service implements eventlogpb.EventlogServer.
@@ -49,6 +52,7 @@ type Service struct {
 	rtDir   *runtimelog.Dir // nil when they are off
 	saasOut *outDir         // per-container files, under OutputDir/containers
 	saasKey []byte          // names the per-container directories
+	ident   *identifier     // tells callers' containers
 }
 
 // New returns a service serving the given sources. A category without a
