@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -23,6 +25,15 @@ func TestToStatus(t *testing.T) {
 		{&noSourceError{eventlogpb.CATEGORY_TPM_EVENTLOG}, codes.FailedPrecondition, "this server has no TPM_EVENTLOG source (its start-up log says why)"},
 		{fmt.Errorf("%w: %v", errCannotReplay, errors.New("sm3_256 is not supported")), codes.FailedPrecondition, "cannot replay the log: sm3_256 is not supported"},
 		{errors.New("a bug"), codes.Internal, "a bug"},
+		// Callers whose container cannot be told, or that fail a check.
+		{&identityError{unauthenticated: true, err: errors.New("not over the socket")}, codes.Unauthenticated, "not over the socket"},
+		{&identityError{err: fmt.Errorf("%w: on the host", containerid.ErrNotInContainer)}, codes.FailedPrecondition, "not in a container: on the host"},
+		{&identityError{err: fmt.Errorf("%w: mount it", containerid.ErrCannotCheck)}, codes.FailedPrecondition, "cannot check the cgroup: mount it"},
+		{&identityError{err: fmt.Errorf("%w: x is owned by uid 1000", containerid.ErrNotRuntimeMade)}, codes.PermissionDenied, "not a cgroup a container runtime made: x is owned by uid 1000"},
+		{&identityError{err: fmt.Errorf("%w: exited", cri.ErrNotRunning)}, codes.PermissionDenied, "not a running container: exited"},
+		{&identityError{err: fmt.Errorf("%w: pid:[1] and pid:[2]", errOtherPIDNamespace)}, codes.PermissionDenied, "the calling process is not in the container's PID namespace: pid:[1] and pid:[2]"},
+		{&identityError{err: &cri.UnavailableError{Socket: "/run/containerd/containerd.sock", Err: errors.New("connection refused")}}, codes.Unavailable, "the container runtime at /run/containerd/containerd.sock cannot be asked: connection refused"},
+		{&identityError{err: fmt.Errorf("%w: no pid", cri.ErrUnsupported)}, codes.FailedPrecondition, "the runtime does not say which process a container runs: no pid"},
 	} {
 		st := status.Convert(toStatus(tc.err))
 		if st.Code() != tc.code || st.Message() != tc.msg {

@@ -3,6 +3,7 @@ package service_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
@@ -63,6 +64,7 @@ type runtimeEnv struct {
 	cgroup string
 	opts   service.RuntimeOptions
 	ident  service.IdentityOptions
+	logw   io.Writer // the server's log; discarded when nil
 }
 
 func newRuntimeEnv(t *testing.T) *runtimeEnv {
@@ -104,9 +106,25 @@ func (e *runtimeEnv) setCgroup(t *testing.T, pid int, content string) {
 	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	e.linkNamespaces(t, pid)
 	for line := range strings.Lines(content) {
 		_, path, _ := strings.Cut(strings.TrimSpace(line), "::")
 		if err := os.MkdirAll(filepath.Join(e.cgroup, path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// linkNamespaces gives the fake /proc/<pid> the real process's namespaces,
+// for the runtime check.
+func (e *runtimeEnv) linkNamespaces(t *testing.T, pid int) {
+	t.Helper()
+	dir := filepath.Join(e.proc, strconv.Itoa(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "ns")); err != nil {
+		if err := os.Symlink(fmt.Sprintf("/proc/%d/ns", pid), filepath.Join(dir, "ns")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -146,7 +164,7 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 	svc, err := service.New(srcs, service.Options{
 		OutputDir: e.outDir,
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:    slog.New(slog.NewTextHandler(cmp.Or(e.logw, io.Discard), nil)),
 		Runtime:   e.opts,
 		Identity:  e.ident,
 	})
