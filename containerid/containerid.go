@@ -413,11 +413,11 @@ func find(comps []string, node, own int) match {
 	return match{ctr: -1}
 }
 
-// ownContainer is the index of the server's own container in its own
-// cgroup's components: the deepest container they name, below the node
-// containers it may run in. -1: none.
-func ownContainer(comps []string) int {
-	own := -1
+// containers lists the containers a cgroup path's components name, outermost
+// first: a server's own cgroup names its own container and, in a kind node,
+// the node's.
+func containers(comps []string) []match {
+	var ms []match
 	for i := 0; i < len(comps); i++ {
 		m, ok := matchAt(comps, i)
 		if !ok {
@@ -426,9 +426,20 @@ func ownContainer(comps []string) int {
 		if m.ctr < 0 {
 			break
 		}
-		own, i = m.ctr, m.ctr
+		ms = append(ms, m)
+		i = m.ctr
 	}
-	return own
+	return ms
+}
+
+// indexOf is the index of the component container id is in, -1 if none.
+func indexOf(ms []match, id string) int {
+	for _, m := range ms {
+		if m.id == id {
+			return m.ctr
+		}
+	}
+	return -1
 }
 
 // commonPrefix is the number of leading components a and b share.

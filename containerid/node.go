@@ -57,8 +57,10 @@ type hierarchy struct {
 	ownCtr int
 	ownErr error
 	// rawOwn is the server's own cgroup as its cgroup file says, for
-	// hierarchies that are not mounted.
-	rawOwn relPath
+	// hierarchies that are not mounted, and rawOwnCtr its own container's
+	// index there.
+	rawOwn    relPath
+	rawOwnCtr int
 }
 
 // mountEntry is a cgroup filesystem in /proc/self/mountinfo.
@@ -100,7 +102,7 @@ func NewNode(cgroupRoot string, mountinfo, selfCgroup []byte) (*Node, error) {
 	}
 	n := &Node{root: cgroupRoot, hierarchies: map[string]*hierarchy{}}
 	for _, l := range lines {
-		h := &hierarchy{controllers: l.controllers, rawOwn: l.rel, ownCtr: -1}
+		h := &hierarchy{controllers: l.controllers, rawOwn: l.rel, ownCtr: -1, rawOwnCtr: -1}
 		n.hierarchies[l.controllers] = h
 		m, ok := bestMount(mounts, l.controllers, cgroupRoot)
 		if !ok {
@@ -119,11 +121,32 @@ func NewNode(cgroupRoot string, mountinfo, selfCgroup []byte) (*Node, error) {
 			}
 		}
 		h.own, h.ownErr = h.inMount(l.rel)
-		if h.ownErr == nil {
-			h.ownCtr = ownContainer(h.own)
+	}
+	n.placeOwnContainer()
+	return n, nil
+}
+
+// placeOwnContainer finds the server's own container: the innermost that
+// any of its hierarchies names (a kind node's hierarchies name the node
+// container, and those the node's runtime manages the pod's container
+// below it), and where it is in each hierarchy.
+func (n *Node) placeOwnContainer() {
+	var own match
+	own.ctr = -1
+	for _, h := range n.hierarchies {
+		for _, comps := range [][]string{h.own, h.rawOwn.comps} {
+			if ms := containers(comps); len(ms) > 0 && ms[len(ms)-1].ctr > own.ctr {
+				own = ms[len(ms)-1]
+			}
 		}
 	}
-	return n, nil
+	if own.ctr < 0 {
+		return
+	}
+	for _, h := range n.hierarchies {
+		h.ownCtr = indexOf(containers(h.own), own.id)
+		h.rawOwnCtr = indexOf(containers(h.rawOwn.comps), own.id)
+	}
 }
 
 // bestMount picks the mount of a hierarchy under cgroupRoot that shows the
@@ -397,7 +420,7 @@ func (n *Node) identify(cgroupFile []byte) (Container, error) {
 	for _, l := range lines {
 		h := n.hierarchies[l.controllers]
 		if h == nil {
-			h = &hierarchy{controllers: l.controllers, ownCtr: -1}
+			h = &hierarchy{controllers: l.controllers, ownCtr: -1, rawOwnCtr: -1}
 		}
 		var comps []string
 		var m match
@@ -409,11 +432,11 @@ func (n *Node) identify(cgroupFile []byte) (Container, error) {
 			m = find(comps, commonPrefix(comps, h.own), h.ownCtr)
 		} else {
 			// Not visible: it matters only if it would name a container.
-			raw := h.rawOwn
+			raw, rawCtr := h.rawOwn, h.rawOwnCtr
 			if raw.ups != l.rel.ups {
-				raw = relPath{}
+				raw, rawCtr = relPath{}, -1
 			}
-			if m = find(l.rel.comps, commonPrefix(l.rel.comps, raw.comps), ownContainer(raw.comps)); m.ctr >= 0 {
+			if m = find(l.rel.comps, commonPrefix(l.rel.comps, raw.comps), rawCtr); m.ctr >= 0 {
 				if h.mountDir == "" {
 					return Container{}, fmt.Errorf("%w: %s names container %s in the %s hierarchy, which is not mounted under %s: mount it there (the host's whole /sys/fs/cgroup)", ErrCannotCheck, l.path, m.id, h.name(), n.root)
 				}

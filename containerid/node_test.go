@@ -299,6 +299,15 @@ func TestNodeKind(t *testing.T) {
 	_, err = identify(t, n, tr.proc, tr.caller(lines("4:memory:/docker/"+id2)))
 	wantErr(t, err, containerid.ErrCannotCheck, "is not under")
 
+	// A hierarchy the node's runtime does not manage (v2 on a hybrid host,
+	// not mounted in the node): every process of the node is in the node's
+	// cgroup there, the server too. It names only the node.
+	n = tr.node(lines("4:memory:"+own, "0::/docker/"+node))
+	c, err = identify(t, n, tr.proc, tr.caller(lines("4:memory:"+prefix+"/kubepods/burstable/pod3c4d/"+id1, "0::/docker/"+node)))
+	wantID(t, c, err, id1)
+	_, err = identify(t, n, tr.proc, tr.caller(lines("4:memory:"+own, "0::/docker/"+node)))
+	wantErr(t, err, containerid.ErrNotInContainer, "the server's own container")
+
 	// The same node, with the host's whole hierarchy mounted (a server
 	// run on the host): the node is the caller's outermost container.
 	tr2 := newTree(t)
