@@ -17,7 +17,7 @@ import (
 // are made by root (the tests run as root, as CI does); "delegated" ones are
 // chowned to 65534, as systemd chowns a delegated cgroup to its user.
 
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("chowning directories to another uid needs root")
@@ -27,14 +27,14 @@ func needRoot(t *testing.T) {
 // tree is a fake node: hierarchies under root, a mountinfo, and a fake
 // /proc with each caller's cgroup file.
 type tree struct {
-	t         *testing.T
+	t         testing.TB
 	root      string // --cgroup-root
 	mountinfo strings.Builder
 	proc      string
 	nextPID   int
 }
 
-func newTree(t *testing.T) *tree {
+func newTree(t testing.TB) *tree {
 	needRoot(t)
 	dir := t.TempDir()
 	tr := &tree{t: t, root: filepath.Join(dir, "cgroup"), proc: filepath.Join(dir, "proc"), nextPID: 100}
@@ -385,5 +385,27 @@ func TestNodeMountinfo(t *testing.T) {
 
 	if _, err := containerid.NewNode(tr.root, []byte("garbage\n"), lines("0::/")); err == nil {
 		t.Error("a mountinfo line that is not a mount must be an error")
+	}
+}
+
+// BenchmarkIdentify: what telling a caller's container costs per request,
+// on a cgroup v1 node with the kubelet's cgroupfs layout in four
+// hierarchies (a read of the cgroup file, and a descriptor walk of six
+// directories in each hierarchy that names the container).
+func BenchmarkIdentify(b *testing.B) {
+	tr := newTree(b)
+	path := "/kubepods/burstable/pod2b1c/" + id1
+	var file []string
+	for i, ctl := range []string{"memory", "cpu,cpuacct", "pids", "name=systemd"} {
+		tr.mkdir(tr.mount(strings.TrimPrefix(ctl, "name="), "/", ctl), path)
+		file = append(file, fmt.Sprintf("%d:%s:%s", i+1, ctl, path))
+	}
+	n := tr.node(lines("4:memory:/", "3:cpu,cpuacct:/", "2:pids:/", "1:name=systemd:/"))
+	pid := tr.caller(lines(file...))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := n.Identify(tr.proc, pid); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
