@@ -50,6 +50,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -137,15 +138,7 @@ func parseRelPath(p string) (relPath, error) {
 }
 
 func (r relPath) String() string {
-	return "/" + strings.Join(append(slicesRepeat("..", r.ups), r.comps...), "/")
-}
-
-func slicesRepeat(s string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = s
-	}
-	return out
+	return "/" + strings.Join(append(slices.Repeat([]string{".."}, r.ups), r.comps...), "/")
 }
 
 // parseCgroupFile splits a /proc/<pid>/cgroup file into its lines.
