@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -21,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 	pb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -51,6 +53,7 @@ func TestImage(t *testing.T) {
 
 	t.Run("SimulatedHardware", func(t *testing.T) { testSimulatedHardware(t, image) })
 	t.Run("StagedHostLogs", func(t *testing.T) { testStagedHostLogs(t, image) })
+	t.Run("UpstreamPodShape", func(t *testing.T) { testUpstreamPodShape(t, image) })
 }
 
 // testSimulatedHardware: `docker run ... --hwsource=simulated` serves both
@@ -145,18 +148,10 @@ func testStagedHostLogs(t *testing.T, image string) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root, to lay out root-only host files and clean up what uid 1000 wrote")
 	}
-	root := repoRoot(t)
-	corpus := filepath.Join(root, "eventlog/testdata/corpus")
-	table := readBytes(t, filepath.Join(corpus, "tdx/cos-113-tdx.table.bin"))
-	area := readBytes(t, filepath.Join(corpus, "tdx/cos-113-tdx.data.bin"))
-	tpmLog := readBytes(t, filepath.Join(corpus, "tpm/tpm_rhel8-uefi.bin"))
-	var expected map[string]struct {
-		Events    int `json:"events_incl_header"`
-		UsedBytes int `json:"used_bytes"`
-	}
-	if err := json.Unmarshal(readBytes(t, filepath.Join(corpus, "expected.json")), &expected); err != nil {
-		t.Fatal(err)
-	}
+	table := corpus.Read(t, "tdx/cos-113-tdx.table.bin")
+	area := corpus.Read(t, "tdx/cos-113-tdx.data.bin")
+	tpmLog := corpus.Read(t, "tpm/tpm_rhel8-uefi.bin")
+	expected := corpus.Expected(t)
 	tdxWant, tpmWant := expected["tdx/cos-113-tdx.data.bin"], expected["tpm/tpm_rhel8-uefi.bin"]
 
 	// The host: firmware files as the kernel shows them, root-only. The TPM
@@ -207,8 +202,8 @@ func testStagedHostLogs(t *testing.T, image string) {
 		events int
 		log    []byte // the log's bytes, padding excluded
 	}{
-		{pb.CATEGORY_TDX_EVENTLOG, tdxWant.Events - 1, area[:tdxWant.UsedBytes]},
-		{pb.CATEGORY_TPM_EVENTLOG, tpmWant.Events - 1, tpmLog},
+		{pb.CATEGORY_TDX_EVENTLOG, tdxWant.EventsInclHeader - 1, area[:tdxWant.UsedBytes]},
+		{pb.CATEGORY_TPM_EVENTLOG, tpmWant.EventsInclHeader - 1, tpmLog},
 	} {
 		reply, data := getEventlog(t, client, outDir, &pb.GetEventlogRequest{EventlogCategory: tt.cat, Format: pb.FORMAT_TCG_RAW})
 		if reply.Simulated || !strings.Contains(reply.Source, "/run/firmware/") {
@@ -220,6 +215,64 @@ func testStagedHostLogs(t *testing.T, image string) {
 		if !bytes.Equal(data, tt.log) {
 			t.Errorf("%s: the raw file (%d bytes) is not the host's log (%d bytes)", tt.cat, len(data), len(tt.log))
 		}
+	}
+}
+
+// testUpstreamPodShape runs the image as upstream's manifests and chart run
+// theirs: no arguments (the image's defaults), the CCEL copies their init
+// container stages under /run/firmware/acpi/tables, and exec probes running
+// /usr/bin/grpc_health_probe -addr=unix:/run/ccnp/uds/eventlog.sock, which
+// must pass.
+func testUpstreamPodShape(t *testing.T, image string) {
+	root := repoRoot(t)
+	table := readBytes(t, filepath.Join(root, "eventlog/testdata/corpus/tdx/cos-113-tdx.table.bin"))
+	area := readBytes(t, filepath.Join(root, "eventlog/testdata/corpus/tdx/cos-113-tdx.data.bin"))
+	// What upstream's busybox init container leaves: the copies, readable
+	// by uid 1000, and the host directories given to it.
+	tables := t.TempDir()
+	writeHostFile(t, filepath.Join(tables, "CCEL"), table, 0o444, serverUID)
+	writeHostFile(t, filepath.Join(tables, "data", "CCEL"), area, 0o444, serverUID)
+	os.Chmod(tables, 0o755)
+	sockDir, outDir := serverDir(t), serverDir(t)
+	name := startContainer(t, image, []string{
+		"-v", sockDir + ":" + ctrSocketDir,
+		"-v", outDir + ":" + ctrOutputDir,
+		"-v", tables + ":/run/firmware/acpi/tables:ro",
+	})
+	client := pb.NewEventlogClient(waitServing(t, name, filepath.Join(sockDir, "eventlog.sock")))
+
+	for _, tc := range []struct {
+		addr string
+		code int
+		want string
+	}{
+		{"unix:" + ctrSocketDir + "/eventlog.sock", 0, "status: SERVING"}, // upstream's manifests
+		{"unix://" + ctrSocketDir + "/eventlog.sock", 0, "status: SERVING"},
+		{"unix://" + ctrSocketDir + "/missing.sock", 2, "no such file or directory"},
+	} {
+		out, err := docker("exec", name, "/usr/bin/grpc_health_probe", "-addr="+tc.addr)
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("grpc_health_probe -addr=%s in the container: exit %d, want %d saying %q:\n%s", tc.addr, code, tc.code, tc.want, out)
+		}
+	}
+	if out, err := docker("run", "--rm", "--entrypoint=/usr/bin/grpc_health_probe", image, "-version"); err != nil || !strings.Contains(out, "eventlog-server") {
+		t.Errorf("/usr/bin/grpc_health_probe -version: %v\n%s", err, out)
+	}
+
+	reply, data := getEventlog(t, client, outDir, &pb.GetEventlogRequest{Format: pb.FORMAT_TCG_RAW})
+	l, err := eventlog.ParseArea(area)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, l.Raw) || reply.Simulated || reply.Source != "/run/firmware/acpi/tables/data/CCEL" {
+		t.Errorf("TDX log: %d bytes from %q (simulated %v); want the staged copy's %d bytes", len(data), reply.Source, reply.Simulated, len(l.Raw))
 	}
 }
 

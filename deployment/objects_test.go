@@ -48,9 +48,10 @@ type pod struct {
 }
 
 type metadata struct {
-	Name      string
-	Namespace string
-	Labels    map[string]string
+	Name        string
+	Namespace   string
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
 type podSpec struct {

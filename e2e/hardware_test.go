@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +16,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
@@ -230,7 +229,7 @@ func corpusTree(tdxLog, tpmLog, about string) hardwareSetup {
 			GinkgoHelper()
 			root := target.NewHostTree()
 			writeCorpusTree(root, tdxLog, tpmLog, 0o444)
-			expected := readCorpusExpectations()
+			expected := corpus.Expected(GinkgoT())
 			srcs := map[eventlogpb.CATEGORY]*sourceLog{}
 			for _, cat := range cats {
 				name, kind := "tpm/"+tpmLog, eventlog.TPM
@@ -243,8 +242,8 @@ func corpusTree(tdxLog, tpmLog, about string) hardwareSetup {
 				exp, ok := expected[name]
 				Expect(ok).To(BeTrue(), "expected.json has no entry for %s", name)
 				l := readTreeLog(root, cat)
-				Expect(len(l.Events)+1).To(Equal(exp.Events), "%s: events in the tree's log, with the header, against expected.json", name)
-				srcs[cat] = &sourceLog{kind: kind, log: l, registers: exp.bank(), file: treeLogFile(root, cat),
+				Expect(len(l.Events)+1).To(Equal(exp.EventsInclHeader), "%s: events in the tree's log, with the header, against expected.json", name)
+				srcs[cat] = &sourceLog{kind: kind, log: l, registers: exp.Bank(GinkgoT()), file: treeLogFile(root, cat),
 					registersFrom: "expected.json (" + name + ")"}
 			}
 			return Hardware{Tree: root}, srcs
@@ -273,37 +272,6 @@ func writeCorpusTree(root, tdxLog, tpmLog string, mode os.FileMode) {
 	if tpmLog != "" {
 		writeTreeFile(root, hwsource.TPMLogPath, readFile(filepath.Join(corpusDir(), "tpm", tpmLog)), mode)
 	}
-}
-
-// corpusExpectation is one entry of the corpus's expected.json.
-type corpusExpectation struct {
-	Agile  bool                         `json:"agile"`
-	Events int                          `json:"events_incl_header"`
-	Replay map[string]map[string]string `json:"replay"` // algorithm, register index, hex
-}
-
-func (e corpusExpectation) bank() eventlog.Bank {
-	GinkgoHelper()
-	b := eventlog.Bank{}
-	for algName, regs := range e.Replay {
-		alg, ok := eventlog.ParseAlg(algName)
-		Expect(ok).To(BeTrue(), "expected.json: unknown algorithm %q", algName)
-		for idx, h := range regs {
-			i, err := strconv.ParseUint(idx, 10, 32)
-			Expect(err).NotTo(HaveOccurred())
-			v, err := hex.DecodeString(h)
-			Expect(err).NotTo(HaveOccurred())
-			b.Set(alg, uint32(i), v)
-		}
-	}
-	return b
-}
-
-func readCorpusExpectations() map[string]corpusExpectation {
-	GinkgoHelper()
-	var m map[string]corpusExpectation
-	Expect(json.Unmarshal(readFile(filepath.Join(corpusDir(), "expected.json")), &m)).To(Succeed())
-	return m
 }
 
 // writeTreeFile writes a file at a host path under root.

@@ -7,16 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"os/exec"
 	"slices"
-	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/tpm2eventlog"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -266,30 +263,14 @@ func expectSameBytes(got, want []byte, what string) {
 	Fail(fmt.Sprintf("%s: %d bytes where %d were expected; they first differ at byte offset %d", what, len(got), len(want), i))
 }
 
-// tpm2Eventlog is what tpm2_eventlog (tpm2-tools) prints about a log: YAML.
-type tpm2Eventlog struct {
-	Events []struct {
-		EventNum  int    `yaml:"EventNum"`
-		PCRIndex  uint32 `yaml:"PCRIndex"`
-		EventType string `yaml:"EventType"`
-		Digests   []struct {
-			AlgorithmID string `yaml:"AlgorithmId"`
-			Digest      string `yaml:"Digest"`
-		} `yaml:"Digests"`
-		EventSize int `yaml:"EventSize"`
-	} `yaml:"events"`
-	// PCRs: algorithm name, PCR number, "0x" and hex.
-	PCRs map[string]map[uint32]string `yaml:"pcrs"`
-}
-
 // skipUnlessTPM2EventlogReads skips the spec, saying why, where
 // tpm2_eventlog cannot be the independent decoder of a raw file: when it
 // is not installed, or for a log tpm2_eventlog 5.4 cannot read.
 func skipUnlessTPM2EventlogReads(src *sourceLog) string {
 	GinkgoHelper()
-	tool, err := exec.LookPath("tpm2_eventlog")
+	tool, err := tpm2eventlog.Find()
 	if err != nil {
-		Skip("tpm2_eventlog is not installed (apt-get install tpm2-tools): no independent decoder to check the raw file with")
+		Skip(err.Error() + ": no independent decoder to check the raw file with")
 	}
 	if !src.log.Agile() {
 		Skip("tpm2_eventlog 5.4 cannot read legacy SHA1-only (TCG 1.2) logs: it prints no events or crashes; the raw file was checked against the source's bytes and expected registers")
@@ -306,14 +287,8 @@ func skipUnlessTPM2EventlogReads(src *sourceLog) string {
 // PCRs.
 func expectTPM2EventlogAgrees(ctx context.Context, tool, path string, src *sourceLog, first, last int) {
 	GinkgoHelper()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, tool, path)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	Expect(cmd.Run()).To(Succeed(), "tpm2_eventlog %s: %s", path, stderr.String())
-	var out tpm2Eventlog
-	Expect(yaml.Unmarshal(stdout.Bytes(), &out)).To(Succeed(), "tpm2_eventlog printed YAML we cannot read")
+	out, err := tpm2eventlog.Run(ctx, tool, path)
+	Expect(err).NotTo(HaveOccurred())
 
 	Expect(out.Events).To(HaveLen(last-first+2), "events tpm2_eventlog read, with the header")
 	Expect(out.Events[0].EventNum).To(Equal(0))
@@ -352,7 +327,7 @@ func expectTPM2EventlogAgrees(ctx context.Context, tool, path string, src *sourc
 				continue
 			}
 			name := alg + " " + src.kind.RegisterName(pcr)
-			Expect(want).To(HaveKeyWithValue(name, strings.TrimPrefix(v, "0x")), "PCR tpm2_eventlog computed, against %s", src.registersFrom)
+			Expect(want).To(HaveKeyWithValue(name, v), "PCR tpm2_eventlog computed, against %s", src.registersFrom)
 			compared++
 		}
 	}

@@ -134,7 +134,9 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 		})
 
 		It("dies with the event in its runtime log and not in RTMR3", func(ctx SpecContext) {
-			_, err := ctr.tryRecord(ctx, first, "cut short")
+			// No retries: this call sees the crash (the next server
+			// answers its key).
+			_, err := ctr.tryRecord(ctx, first, "cut short", "--idempotency-key=cut-short", "--retry-for=0")
 			Expect(err).To(HaveOccurred(), "the server was to die before replying")
 			Expect(first.WaitExit(ctx).Signal).To(Equal(syscall.SIGKILL))
 			Expect(first.Logs()).To(ContainSubstring("crash point reached"))
@@ -153,6 +155,14 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 			Expect(datas(ctr.ownLog(ctx, srv))).To(Equal(want))
 			saas.expectConsistent(ctx, srv, want)
 			Expect(saas.journal()).To(HaveLen(2), "the record is not appended twice")
+
+			// The call that saw the crash, retried with its key: the
+			// outcome, and no second record.
+			r := ctr.record(ctx, srv, "cut short", "--idempotency-key=cut-short")
+			Expect(r.AlreadyRecorded).To(BeTrue())
+			Expect(r.EventNum).To(BeEquivalentTo(2))
+			Expect(saas.journal()).To(HaveLen(2), "a retry appends nothing")
+			saas.expectConsistent(ctx, srv, want)
 
 			ctr.record(ctx, srv, "after the restart")
 			saas.expectConsistent(ctx, srv, append(want, "after the restart"))
@@ -174,7 +184,7 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 		})
 
 		It("restarts with the runtime log and RTMR3 in agreement, extending nothing twice", func(ctx SpecContext) {
-			_, err := ctr.tryRecord(ctx, first, "extended, not answered")
+			_, err := ctr.tryRecord(ctx, first, "extended, not answered", "--idempotency-key=not-answered", "--retry-for=0")
 			Expect(err).To(HaveOccurred())
 			Expect(first.WaitExit(ctx).Signal).To(Equal(syscall.SIGKILL))
 			want := []string{"extended, not answered"}
@@ -184,6 +194,11 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 			Expect(srv.Logs()).NotTo(ContainSubstring("extended the register with a record"))
 			saas.expectConsistent(ctx, srv, want)
 			Expect(datas(ctr.ownLog(ctx, srv))).To(Equal(want))
+
+			r := ctr.record(ctx, srv, "extended, not answered", "--idempotency-key=not-answered")
+			Expect(r.AlreadyRecorded).To(BeTrue(), "the retry is answered with the first outcome")
+			Expect(r.EventNum).To(BeEquivalentTo(1))
+			saas.expectConsistent(ctx, srv, want)
 		})
 	})
 })
@@ -475,10 +490,11 @@ func (c *fakeContainer) run(ctx context.Context, uid int, args ...string) string
 	return stdout.String()
 }
 
-// tryRecord records an event from the container with `eventlog-server record`.
-func (c *fakeContainer) tryRecord(ctx context.Context, srv Server, data string) (*eventlogpb.RecordEventReply, error) {
+// tryRecord records an event from the container with `eventlog-server
+// record`, with more of its flags.
+func (c *fakeContainer) tryRecord(ctx context.Context, srv Server, data string, flags ...string) (*eventlogpb.RecordEventReply, error) {
 	var stdout, stderr bytes.Buffer
-	cmd := c.command(ctx, 0, "record", "--socket", srv.Socket(), "--data", data, "-o", "json")
+	cmd := c.command(ctx, 0, append([]string{"record", "--socket", srv.Socket(), "--data", data, "-o", "json"}, flags...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("%w: %s", err, stderr.String())
@@ -490,9 +506,9 @@ func (c *fakeContainer) tryRecord(ctx context.Context, srv Server, data string) 
 	return &r, nil
 }
 
-func (c *fakeContainer) record(ctx context.Context, srv Server, data string) *eventlogpb.RecordEventReply {
+func (c *fakeContainer) record(ctx context.Context, srv Server, data string, flags ...string) *eventlogpb.RecordEventReply {
 	GinkgoHelper()
-	r, err := c.tryRecord(ctx, srv, data)
+	r, err := c.tryRecord(ctx, srv, data, flags...)
 	Expect(err).NotTo(HaveOccurred(), "%s recording %q", c, data)
 	return r
 }

@@ -14,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -113,12 +114,12 @@ func readUserAppExpected(cat eventlogpb.CATEGORY) *sourceLog {
 	if cat == tpm {
 		kind = eventlog.TPM
 	}
-	var exp corpusExpectation
+	var exp corpus.Expectation
 	Expect(json.Unmarshal(readFile(filepath.Join(userAppExpectedDir, cat.String()+".registers.json")), &exp.Replay)).To(Succeed())
 	return &sourceLog{
 		kind:          kind,
 		log:           mustParse(readFile(filepath.Join(userAppExpectedDir, cat.String()+".log")), false),
-		registers:     exp.bank(),
+		registers:     exp.Bank(GinkgoT()),
 		registersFrom: "the simulator's registers, read by the suite outside the cluster",
 		live:          true,
 		simulated:     true,

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 // syntheticArea builds a CCEL-like log area of exactly size bytes: a TDVF
@@ -61,9 +62,9 @@ func benchLogs(b *testing.B) []struct {
 		area  bool
 	}
 	var logs []benchLog
-	for _, name := range slices.Sorted(maps.Keys(loadCorpus(b))) {
-		_, input := parseCorpusFile(b, name)
-		logs = append(logs, benchLog{path.Base(name), input, isArea(name)})
+	for _, name := range slices.Sorted(maps.Keys(corpus.Expected(b))) {
+		_, input := corpus.Parse(b, name)
+		logs = append(logs, benchLog{path.Base(name), input, corpus.IsArea(name)})
 	}
 	return append(logs, benchLog{"synthetic-1MiB-ccel", syntheticArea(1 << 20), true})
 }

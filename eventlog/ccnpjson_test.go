@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 // The shapes the upstream CCNP server encodes and its Go SDK decodes, written
@@ -112,8 +113,8 @@ type ccnpSchema struct {
 }
 
 func TestCCNPJSONCorpus(t *testing.T) {
-	for _, name := range slices.Sorted(maps.Keys(loadCorpus(t))) {
-		l, input := parseCorpusFile(t, name)
+	for _, name := range slices.Sorted(maps.Keys(corpus.Expected(t))) {
+		l, input := corpus.Parse(t, name)
 		kind := eventlog.DetectKind(l, input)
 		if want := map[bool]eventlog.Kind{true: eventlog.TDX, false: eventlog.TPM}[strings.HasPrefix(name, "tdx/")]; kind != want {
 			t.Errorf("%s: DetectKind = %v, want %v", name, kind, want)

@@ -2,69 +2,18 @@ package eventlog_test
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
-// expectation is one entry of testdata/corpus/expected.json.
-type expectation struct {
-	Agile            bool                         `json:"agile"`
-	Algs             []string                     `json:"algs"`
-	End              string                       `json:"end"`
-	EventsInclHeader int                          `json:"events_incl_header"`
-	Replay           map[string]map[string]string `json:"replay"`
-	Size             int                          `json:"size"`
-	UsedBytes        int                          `json:"used_bytes"`
-}
-
-const corpusDir = "testdata/corpus"
-
-func loadCorpus(t testing.TB) map[string]expectation {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpusDir, "expected.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exp map[string]expectation
-	if err := json.Unmarshal(b, &exp); err != nil {
-		t.Fatal(err)
-	}
-	if len(exp) == 0 {
-		t.Fatal("expected.json lists no logs")
-	}
-	return exp
-}
-
-// parseCorpusFile parses a corpus file the way the service reads its source:
-// CCEL log areas (tdx/*.data.bin) as padded areas, the rest to EOF.
-func parseCorpusFile(t testing.TB, name string) (*eventlog.Log, []byte) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpusDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var l *eventlog.Log
-	if strings.HasPrefix(name, "tdx/") {
-		l, err = eventlog.ParseArea(b)
-	} else {
-		l, err = eventlog.Parse(b)
-	}
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return l, b
-}
-
 func TestCorpus(t *testing.T) {
-	for name, want := range loadCorpus(t) {
+	for name, want := range corpus.Expected(t) {
 		t.Run(name, func(t *testing.T) {
-			l, b := parseCorpusFile(t, name)
+			l, b := corpus.Parse(t, name)
 			if len(b) != want.Size {
 				t.Fatalf("file is %d bytes, expected.json says %d", len(b), want.Size)
 			}

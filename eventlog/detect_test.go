@@ -3,13 +3,11 @@ package eventlog_test
 import (
 	"bytes"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 func TestDetectKind(t *testing.T) {
@@ -59,18 +57,15 @@ func TestDetectKind(t *testing.T) {
 // TestParseDetectCorpus: every corpus file, read as bytes with no hint,
 // comes out as the log and kind it is.
 func TestParseDetectCorpus(t *testing.T) {
-	for _, name := range slices.Sorted(maps.Keys(loadCorpus(t))) {
+	for _, name := range slices.Sorted(maps.Keys(corpus.Expected(t))) {
 		t.Run(name, func(t *testing.T) {
-			want, _ := parseCorpusFile(t, name)
-			input, err := os.ReadFile(filepath.Join(corpusDir, name))
-			if err != nil {
-				t.Fatal(err)
-			}
+			want, _ := corpus.Parse(t, name)
+			input := corpus.Read(t, name)
 			l, kind, err := eventlog.ParseDetect(input)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if wantKind := map[bool]eventlog.Kind{true: eventlog.TDX, false: eventlog.TPM}[strings.HasPrefix(name, "tdx/")]; kind != wantKind {
+			if wantKind := map[bool]eventlog.Kind{true: eventlog.TDX, false: eventlog.TPM}[corpus.IsArea(name)]; kind != wantKind {
 				t.Errorf("kind %v, want %v", kind, wantKind)
 			}
 			if !bytes.Equal(l.Raw, want.Raw) {

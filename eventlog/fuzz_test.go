@@ -14,12 +14,13 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 // addSeeds adds every corpus file and a few small built logs, which the
 // fuzzer mutates faster than the large real ones.
 func addSeeds(f *testing.F) {
-	err := filepath.WalkDir(corpusDir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(corpus.Dir(f), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".bin") {
 			return err
 		}

@@ -2,15 +2,10 @@ package eventlog_test
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 )
-
-// isArea reports whether a corpus file is a TDX log read as a CCEL log area
-// (padded or not), as parseCorpusFile reads it.
-func isArea(name string) bool { return strings.HasPrefix(name, "tdx/") }
 
 // testEvent is one event of a log built for a test.
 type testEvent struct {

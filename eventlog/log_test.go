@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 var sha1sha256 = []eventlog.Alg{eventlog.AlgSHA1, eventlog.AlgSHA256}
@@ -371,7 +372,7 @@ func TestSpecIDBySignature(t *testing.T) {
 // TestParseAliasesInput checks the parser does not copy event data: the
 // events' byte fields point into the input.
 func TestParseAliasesInput(t *testing.T) {
-	l, input := parseCorpusFile(t, "tpm/tpm_rhel8-uefi.bin")
+	l, input := corpus.Parse(t, "tpm/tpm_rhel8-uefi.bin")
 	for _, e := range l.Events {
 		if &e.Raw[0] != &input[e.Offset] {
 			t.Fatalf("event %d: Raw is a copy", e.Num)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 // corpusSlices are the (start, count) pairs every corpus log is sliced by,
@@ -31,8 +32,8 @@ func corpusSlices(n int) [][2]int {
 // (AppendRaw) and parses them back: the header and the selected events must
 // come back byte for byte, in order.
 func TestCorpusRawSlices(t *testing.T) {
-	for _, name := range slices.Sorted(maps.Keys(loadCorpus(t))) {
-		l, _ := parseCorpusFile(t, name)
+	for _, name := range slices.Sorted(maps.Keys(corpus.Expected(t))) {
+		l, _ := corpus.Parse(t, name)
 		n := len(l.Events)
 		for _, s := range corpusSlices(n) {
 			t.Run(fmt.Sprintf("%s/start=%d,count=%d", name, s[0], s[1]), func(t *testing.T) {

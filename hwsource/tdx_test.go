@@ -14,16 +14,17 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 // tdxCorpus are the real CCEL table + log area pairs of the corpus.
 var tdxCorpus = []string{"cos-113-tdx", "ovmf-64k"}
 
 func TestTDXCorpusTrees(t *testing.T) {
-	exp := loadExpected(t)
+	exp := corpus.Expected(t)
 	for _, name := range tdxCorpus {
-		table := readCorpus(t, "tdx/"+name+".table.bin")
-		area := readCorpus(t, "tdx/"+name+".data.bin")
+		table := corpus.Read(t, "tdx/"+name+".table.bin")
+		area := corpus.Read(t, "tdx/"+name+".data.bin")
 		want := exp["tdx/"+name+".data.bin"]
 		tbl, err := ccel.Parse(table)
 		if err != nil {
@@ -58,7 +59,7 @@ func TestTDXCorpusTrees(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !replayed.Equal(want.bank(t)) {
+				if !replayed.Equal(want.Bank(t)) {
 					t.Errorf("replayed registers differ from expected.json")
 				}
 				// A real tree of these logs has no tdx_guest RTMR files.
@@ -74,10 +75,10 @@ func TestTDXCorpusTrees(t *testing.T) {
 // the staged copy is only a fallback.
 func TestTDXPrefersSysfs(t *testing.T) {
 	root := writeTree(t, map[string][]byte{
-		hwsource.CCELTablePath:       readCorpus(t, "tdx/cos-113-tdx.table.bin"),
-		hwsource.CCELDataPath:        readCorpus(t, "tdx/cos-113-tdx.data.bin"),
-		hwsource.StagedCCELTablePath: readCorpus(t, "tdx/ovmf-64k.table.bin"),
-		hwsource.StagedCCELDataPath:  readCorpus(t, "tdx/ovmf-64k.data.bin"),
+		hwsource.CCELTablePath:       corpus.Read(t, "tdx/cos-113-tdx.table.bin"),
+		hwsource.CCELDataPath:        corpus.Read(t, "tdx/cos-113-tdx.data.bin"),
+		hwsource.StagedCCELTablePath: corpus.Read(t, "tdx/ovmf-64k.table.bin"),
+		hwsource.StagedCCELDataPath:  corpus.Read(t, "tdx/ovmf-64k.data.bin"),
 	})
 	raw, err := hwsource.NewTDX(root).ReadLog(context.Background())
 	if err != nil {
@@ -89,8 +90,8 @@ func TestTDXPrefersSysfs(t *testing.T) {
 }
 
 func TestTDXReadLogErrors(t *testing.T) {
-	table := readCorpus(t, "tdx/ovmf-64k.table.bin")
-	area := readCorpus(t, "tdx/ovmf-64k.data.bin")
+	table := corpus.Read(t, "tdx/ovmf-64k.table.bin")
+	area := corpus.Read(t, "tdx/ovmf-64k.data.bin")
 	tbl, err := ccel.Parse(table)
 	if err != nil {
 		t.Fatal(err)
@@ -223,8 +224,8 @@ func TestTDXReadLogErrors(t *testing.T) {
 // TestTDXPermissionFallsBackToStaged: a non-root server in a pod sees the
 // host's sysfs CCEL files but may not read them; the staged copies serve.
 func TestTDXPermissionFallsBackToStaged(t *testing.T) {
-	table := readCorpus(t, "tdx/ovmf-64k.table.bin")
-	area := readCorpus(t, "tdx/ovmf-64k.data.bin")
+	table := corpus.Read(t, "tdx/ovmf-64k.table.bin")
+	area := corpus.Read(t, "tdx/ovmf-64k.data.bin")
 	root := writeTree(t, map[string][]byte{
 		hwsource.CCELTablePath: table, hwsource.CCELDataPath: area,
 		hwsource.StagedCCELTablePath: table, hwsource.StagedCCELDataPath: area,

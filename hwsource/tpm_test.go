@@ -13,17 +13,18 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 func TestTPMCorpusTrees(t *testing.T) {
-	exp := loadExpected(t)
+	exp := corpus.Expected(t)
 	n := 0
 	for name, want := range exp {
 		if !strings.HasPrefix(name, "tpm/") {
 			continue
 		}
 		n++
-		log := readCorpus(t, name)
+		log := corpus.Read(t, name)
 		for _, path := range []string{hwsource.TPMLogPath, hwsource.StagedTPMLogPath} {
 			t.Run(name+"/"+filepath.Base(filepath.Dir(filepath.Dir(path))), func(t *testing.T) {
 				root := writeTree(t, map[string][]byte{path: log})
@@ -49,7 +50,7 @@ func TestTPMCorpusTrees(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !replayed.Equal(want.bank(t)) {
+				if !replayed.Equal(want.Bank(t)) {
 					t.Errorf("replayed registers differ from expected.json")
 				}
 			})
@@ -61,7 +62,7 @@ func TestTPMCorpusTrees(t *testing.T) {
 }
 
 func TestTPMReadLogErrors(t *testing.T) {
-	log := readCorpus(t, "tpm/tpm_rhel8-uefi.bin")
+	log := corpus.Read(t, "tpm/tpm_rhel8-uefi.bin")
 	l, err := eventlog.Parse(log)
 	if err != nil {
 		t.Fatal(err)

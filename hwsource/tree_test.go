@@ -1,73 +1,13 @@
 package hwsource_test
 
 import (
-	"encoding/hex"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"testing"
 
-	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"golang.org/x/sys/unix"
 )
-
-// corpusDir holds the real logs the eventlog package tests against.
-const corpusDir = "../eventlog/testdata/corpus"
-
-// expectation is what eventlog/testdata/corpus/expected.json says of a log.
-type expectation struct {
-	EventsInclHeader int                          `json:"events_incl_header"`
-	Replay           map[string]map[string]string `json:"replay"`
-	UsedBytes        int                          `json:"used_bytes"`
-}
-
-func loadExpected(t *testing.T) map[string]expectation {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpusDir, "expected.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exp map[string]expectation
-	if err := json.Unmarshal(b, &exp); err != nil {
-		t.Fatal(err)
-	}
-	return exp
-}
-
-// bank converts expected.json's replay map to a bank.
-func (e expectation) bank(t *testing.T) eventlog.Bank {
-	t.Helper()
-	bank := eventlog.Bank{}
-	for algName, regs := range e.Replay {
-		alg, ok := eventlog.ParseAlg(algName)
-		if !ok {
-			t.Fatalf("expected.json: unknown algorithm %q", algName)
-		}
-		for idx, h := range regs {
-			i, err := strconv.ParseUint(idx, 10, 32)
-			if err != nil {
-				t.Fatal(err)
-			}
-			v, err := hex.DecodeString(h)
-			if err != nil {
-				t.Fatal(err)
-			}
-			bank.Set(alg, uint32(i), v)
-		}
-	}
-	return bank
-}
-
-func readCorpus(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpusDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // writeTree writes files (host path -> content) under a new root.
 func writeTree(t *testing.T, files map[string][]byte) string {

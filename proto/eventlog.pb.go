@@ -240,7 +240,8 @@ type GetEventlogRequest struct {
 	EventlogCategory CATEGORY               `protobuf:"varint,2,opt,name=eventlog_category,json=eventlogCategory,proto3,enum=CATEGORY" json:"eventlog_category,omitempty"`
 	// Number of the first event returned, as tpm2_eventlog numbers events:
 	// the Spec ID header is event 0, the events after it 1..N; 0 and 1 both
-	// mean the first event.
+	// mean the first event. A server run with --zero-based-start counts it as
+	// the events to skip instead, as the upstream server did (2: from event 3).
 	StartPosition int32 `protobuf:"varint,3,opt,name=start_position,json=startPosition,proto3" json:"start_position,omitempty"`
 	// At most this many events; 0 means all the rest.
 	Count  int32  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
@@ -456,9 +457,20 @@ type RecordEventRequest struct {
 	// What is measured. The server computes its digest for each of the
 	// log's algorithms (TDX: SHA-384; TPM: the log's banks) and records the
 	// data as the event's data.
-	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// Makes retries safe: a request carrying a key the calling container
+	// already recorded an event under returns that event's outcome again
+	// (already_recorded) and extends nothing, also after the server crashed
+	// and restarted; the key is stored with the event in the runtime log.
+	// So a client that saw a call fail with UNAVAILABLE retries with the same
+	// key. 1 to 128 printable ASCII characters (0x21-0x7e), e.g. a random
+	// UUID; empty means none (every call records a new event). Keys are the
+	// calling container's own: another container's never match. Reusing a
+	// key for another event (other data, type or category) is refused with
+	// ALREADY_EXISTS.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RecordEventRequest) Reset() {
@@ -512,6 +524,13 @@ func (x *RecordEventRequest) GetData() []byte {
 	return nil
 }
 
+func (x *RecordEventRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type RecordEventReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event's number in the calling container's own (SAAS) log: 1..n.
@@ -530,9 +549,12 @@ type RecordEventReply struct {
 	// The container the event is attributed to.
 	ContainerId string `protobuf:"bytes,7,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// True when the register is simulated hardware, never a real node's.
-	Simulated     bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Simulated bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
+	// True when the request's idempotency_key was recorded before: this is
+	// that first outcome again, and nothing was extended now.
+	AlreadyRecorded bool `protobuf:"varint,9,opt,name=already_recorded,json=alreadyRecorded,proto3" json:"already_recorded,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RecordEventReply) Reset() {
@@ -617,6 +639,13 @@ func (x *RecordEventReply) GetContainerId() string {
 func (x *RecordEventReply) GetSimulated() bool {
 	if x != nil {
 		return x.Simulated
+	}
+	return false
+}
+
+func (x *RecordEventReply) GetAlreadyRecorded() bool {
+	if x != nil {
+		return x.AlreadyRecorded
 	}
 	return false
 }
@@ -988,12 +1017,13 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"firstEvent\x12\x16\n" +
 	"\x06source\x18\a \x01(\tR\x06source\x12\x1c\n" +
 	"\tsimulated\x18\b \x01(\bR\tsimulated\x12#\n" +
-	"\reventlog_data\x18\t \x01(\fR\feventlogData\"\x7f\n" +
+	"\reventlog_data\x18\t \x01(\fR\feventlogData\"\xa8\x01\n" +
 	"\x12RecordEventRequest\x126\n" +
 	"\x11eventlog_category\x18\x01 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\x12\x1d\n" +
 	"\n" +
 	"event_type\x18\x02 \x01(\rR\teventType\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\xdb\x02\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\"\x86\x03\n" +
 	"\x10RecordEventReply\x12\x1b\n" +
 	"\tevent_num\x18\x01 \x01(\rR\beventNum\x12\"\n" +
 	"\rlog_event_num\x18\x02 \x01(\rR\vlogEventNum\x12\x1a\n" +
@@ -1003,7 +1033,8 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"event_type\x18\x05 \x01(\rR\teventType\x128\n" +
 	"\adigests\x18\x06 \x03(\v2\x1e.RecordEventReply.DigestsEntryR\adigests\x12!\n" +
 	"\fcontainer_id\x18\a \x01(\tR\vcontainerId\x12\x1c\n" +
-	"\tsimulated\x18\b \x01(\bR\tsimulated\x1a:\n" +
+	"\tsimulated\x18\b \x01(\bR\tsimulated\x12)\n" +
+	"\x10already_recorded\x18\t \x01(\bR\x0falreadyRecorded\x1a:\n" +
 	"\fDigestsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"~\n" +

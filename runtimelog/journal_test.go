@@ -3,8 +3,10 @@ package runtimelog_test
 import (
 	"bytes"
 	"crypto/sha512"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"strings"
 	"testing"
@@ -53,6 +55,9 @@ func appendN(t *testing.T, j *runtimelog.Journal, n int) []runtimelog.Record {
 	var last uint64
 	for i := range n {
 		r := runtimelog.Record{ContainerID: []string{ctrA, ctrB}[i%2], UID: uint32(1000 + i), Time: time.Unix(1700000000, int64(i)).UTC(), Event: rtmr3Event(fmt.Sprint("event ", i))}
+		if i%3 != 2 { // most records carry a key, some none
+			r.Key = fmt.Sprintf("key-%d-%x", i, r.Time.UnixNano())
+		}
 		if err := j.Append(&r); err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +77,7 @@ func sameRecords(t *testing.T, got, want []runtimelog.Record) {
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if g.Seq != w.Seq || g.ContainerID != w.ContainerID || g.UID != w.UID || !g.Time.Equal(w.Time) || !bytes.Equal(g.Event, w.Event) {
+		if g.Seq != w.Seq || g.ContainerID != w.ContainerID || g.UID != w.UID || !g.Time.Equal(w.Time) || g.Key != w.Key || !bytes.Equal(g.Event, w.Event) {
 			t.Errorf("record %d: %+v, want %+v", i+1, g, w)
 		}
 	}
@@ -89,8 +94,8 @@ func TestJournalSurvivesReopen(t *testing.T) {
 
 	j, op = open(t, d, boot1)
 	sameRecords(t, op.Records, want)
-	if op.TornBytes != 0 {
-		t.Errorf("a clean journal reported %d torn bytes", op.TornBytes)
+	if op.Damaged != nil || op.MigratedFrom != 0 {
+		t.Errorf("a clean journal of the current version: %+v", op)
 	}
 	// Appending goes on with the next number.
 	more := appendN(t, j, 1)
@@ -130,71 +135,263 @@ func TestUndoLast(t *testing.T) {
 	sameRecords(t, op.Records, append(want, r))
 }
 
-// TestTornLastAppend cuts the last record short in the ways a crash can,
-// and checks that Open drops exactly that record and the file again ends
-// after the last good one.
-func TestTornLastAppend(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		tear func(b []byte, lastStart int) []byte
-	}{
-		{"half the entry header", func(b []byte, s int) []byte { return b[:s+3] }},
-		{"half the payload", func(b []byte, s int) []byte { return b[:s+(len(b)-s)/2] }},
-		{"all but one byte", func(b []byte, s int) []byte { return b[:len(b)-1] }},
-		{"payload never written (zeros)", func(b []byte, s int) []byte {
-			c := bytes.Clone(b)
-			clear(c[s+8:])
-			return c
-		}},
-		{"whole entry zeros", func(b []byte, s int) []byte {
-			c := bytes.Clone(b)
-			clear(c[s:])
-			return c
-		}},
-		{"last byte flipped", func(b []byte, s int) []byte {
-			c := bytes.Clone(b)
-			c[len(c)-1] ^= 0xff
-			return c
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
+// The shapes a crash during an append leaves at the end of the journal, and
+// that corruption of a complete last record can take too: every shape
+// parseEntries takes for a damaged last record. s is where the last record
+// starts.
+var damages = []struct {
+	name string
+	tear func(b []byte, s int) []byte
+}{
+	{"half the entry header", func(b []byte, s int) []byte { return b[:s+3] }},
+	{"half the payload", func(b []byte, s int) []byte { return b[:s+(len(b)-s)/2] }},
+	{"all but one byte", func(b []byte, s int) []byte { return b[:len(b)-1] }},
+	{"payload never written (zeros)", func(b []byte, s int) []byte {
+		c := bytes.Clone(b)
+		clear(c[s+8:])
+		return c
+	}},
+	{"whole entry zeros", func(b []byte, s int) []byte {
+		c := bytes.Clone(b)
+		clear(c[s:])
+		return c
+	}},
+	{"last byte flipped", func(b []byte, s int) []byte {
+		c := bytes.Clone(b)
+		c[len(c)-1] ^= 0xff
+		return c
+	}},
+	{"valid checksum over a malformed payload", func(b []byte, s int) []byte {
+		c := bytes.Clone(b)
+		// The payload's container ID length (after the u64 sequence)
+		// made to overrun the payload, the checksum made to match.
+		binary.LittleEndian.PutUint16(c[s+8+8:], 0xFFFF)
+		binary.LittleEndian.PutUint32(c[s+4:], crc32.Checksum(c[s+8:], crc32.MakeTable(crc32.Castagnoli)))
+		return c
+	}},
+}
+
+// testBoot is a boot log whose RTMR3 no boot event extends.
+var testBoot = func() []byte {
+	b := eventlog.AppendSpecIDHeader(nil, 1, []eventlog.Alg{eventlog.AlgSHA384})
+	return eventlog.AppendEvent2(b, 1, eventlog.EvSeparator, eventlog.Measure([]byte{0, 0, 0, 0}, []eventlog.Alg{eventlog.AlgSHA384}), []byte{0, 0, 0, 0})
+}()
+
+// withEvents is the boot log followed by the events of records.
+func withEvents(t *testing.T, records ...runtimelog.Record) *eventlog.Log {
+	t.Helper()
+	b := bytes.Clone(testBoot)
+	for _, r := range records {
+		b = append(b, r.Event...)
+	}
+	l, err := eventlog.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// registerAfter is the live register bank holding the replay of records.
+func registerAfter(t *testing.T, records ...runtimelog.Record) eventlog.Bank {
+	t.Helper()
+	bank, err := eventlog.Replay(withEvents(t, records...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bank.Get(eventlog.AlgSHA384, 4) == nil {
+		bank.Set(eventlog.AlgSHA384, 4, make([]byte, 48))
+	}
+	return bank
+}
+
+// TestDamagedLastRecord damages the last record in each shape parseEntries
+// takes for a torn append, and checks that Open keeps the file as it is, and
+// that RepairTail cuts the record off only when the register shows it was
+// never extended.
+func TestDamagedLastRecord(t *testing.T) {
+	for _, tc := range damages {
+		for _, outcome := range []string{"never extended", "extended", "the one before not extended either"} {
+			t.Run(tc.name+"/"+outcome, func(t *testing.T) {
+				d, _ := openDir(t)
+				j, _ := open(t, d, boot1)
+				want := appendN(t, j, 3)
+				good := j.Size()
+				last := runtimelog.Record{ContainerID: ctrA, Key: "the-last", Event: rtmr3Event("damaged")}
+				if err := j.Append(&last); err != nil {
+					t.Fatal(err)
+				}
+				path := j.Path()
+				j.Close()
+				b, _ := os.ReadFile(path)
+				damaged := tc.tear(b, int(good))
+				if err := os.WriteFile(path, damaged, 0o600); err != nil {
+					t.Fatal(err)
+				}
+
+				// ReadFile sees the same, and repairs nothing.
+				kind, boot, records, damagedBytes, err := runtimelog.ReadFile(path)
+				if err != nil || kind != eventlog.TDX || boot != boot1 || damagedBytes != int64(len(damaged))-good {
+					t.Fatalf("ReadFile: %v %q %d damaged bytes, %v", kind, boot, damagedBytes, err)
+				}
+				sameRecords(t, records, want)
+
+				j, op := open(t, d, boot1)
+				sameRecords(t, op.Records, want)
+				dmg := op.Damaged
+				if dmg == nil || dmg.Record != 4 || dmg.Offset != good || dmg.Bytes != int64(len(damaged))-good || dmg.Reason == "" || j.Damaged() != dmg {
+					t.Fatalf("Open reported the damaged record as %+v", dmg)
+				}
+				unchanged := func() {
+					t.Helper()
+					if b, _ := os.ReadFile(path); !bytes.Equal(b, damaged) {
+						t.Fatalf("the journal was changed (%d bytes, %d before)", len(b), len(damaged))
+					}
+				}
+				unchanged()
+				if err := j.Append(&runtimelog.Record{ContainerID: ctrB, Event: rtmr3Event("too soon")}); err == nil || !strings.Contains(err.Error(), "damaged record (4)") {
+					t.Fatalf("append before the damage is settled: %v", err)
+				}
+				unchanged()
+
+				var live eventlog.Bank
+				switch outcome {
+				case "never extended":
+					live = registerAfter(t, want...)
+				case "extended":
+					live = registerAfter(t, append(want, last)...)
+				default:
+					live = registerAfter(t, want[:2]...)
+				}
+				err = j.RepairTail(withEvents(t, want...), 4, live)
+				if outcome != "never extended" {
+					var ce *runtimelog.CorruptError
+					if !errors.As(err, &ce) || ce.Record != 4 || ce.Offset != good || ce.Path != path ||
+						!strings.Contains(err.Error(), "record 4") || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), fmt.Sprint("byte ", good)) {
+						t.Fatalf("RepairTail with the register %s: %v; want a CorruptError naming record 4 at byte %d of %s", outcome, err, good, path)
+					}
+					unchanged()
+					if err := j.Append(&runtimelog.Record{ContainerID: ctrB, Event: rtmr3Event("after")}); err == nil {
+						t.Fatal("appended after a damaged record the register may hold")
+					}
+					unchanged()
+					return
+				}
+				if err != nil {
+					t.Fatalf("RepairTail: %v", err)
+				}
+				if fi, _ := os.Stat(path); fi.Size() != good {
+					t.Errorf("the file is %d bytes after RepairTail, want %d (cut after the last intact record)", fi.Size(), good)
+				}
+				if j.Damaged() != nil {
+					t.Error("still damaged after RepairTail")
+				}
+				r := runtimelog.Record{ContainerID: ctrB, Event: rtmr3Event("next")}
+				if err := j.Append(&r); err != nil || r.Seq != 4 {
+					t.Errorf("append after repair: seq %d, %v", r.Seq, err)
+				}
+				j.Close()
+				_, op = open(t, d, boot1)
+				sameRecords(t, op.Records, append(want, r))
+			})
+		}
+	}
+}
+
+// TestVersion1Journal opens a journal the previous version of this package
+// wrote (testdata, made with its code): its records are read, and it is
+// rewritten in the current version at once.
+func TestVersion1Journal(t *testing.T) {
+	v1, err := os.ReadFile("testdata/v1-3-records.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make([]runtimelog.Record, 3)
+	for i := range want {
+		want[i] = runtimelog.Record{Seq: uint64(i + 1), ContainerID: []string{ctrA, ctrB}[i%2], UID: uint32(1000 + i), Time: time.Unix(1700000000, int64(i)).UTC(), Event: rtmr3Event(fmt.Sprint("event ", i))}
+	}
+	d, _ := openDir(t)
+	path := d.JournalPath(eventlog.TDX)
+	os.WriteFile(path, v1, 0o600)
+	_, _, records, damaged, err := runtimelog.ReadFile(path)
+	if err != nil || damaged != 0 {
+		t.Fatalf("ReadFile of a version 1 journal: %v, %d damaged bytes", err, damaged)
+	}
+	sameRecords(t, records, want)
+
+	j, op := open(t, d, boot1)
+	sameRecords(t, op.Records, want)
+	if op.MigratedFrom != 1 || op.Damaged != nil {
+		t.Fatalf("Open of a version 1 journal: %+v", op)
+	}
+	b, _ := os.ReadFile(path)
+	if v := binary.LittleEndian.Uint16(b[8:]); v != 2 {
+		t.Errorf("the journal is in version %d after Open, want 2", v)
+	}
+	r := runtimelog.Record{ContainerID: ctrA, Key: "after-upgrade", Event: rtmr3Event("v2")}
+	if err := j.Append(&r); err != nil || r.Seq != 4 {
+		t.Fatalf("append after migrating: seq %d, %v", r.Seq, err)
+	}
+	j.Close()
+	_, op = open(t, d, boot1)
+	sameRecords(t, op.Records, append(want, r))
+	if op.MigratedFrom != 0 {
+		t.Error("migrated twice")
+	}
+}
+
+// TestVersion1JournalDamaged: a version 1 journal whose last record a crash
+// cut short (testdata, made with that version's code) is kept as it is until
+// the register settles it, then cut and migrated in one atomic rewrite.
+func TestVersion1JournalDamaged(t *testing.T) {
+	v1, err := os.ReadFile("testdata/v1-3-records-4th-torn.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []runtimelog.Record
+	for i := range 4 {
+		want = append(want, runtimelog.Record{Seq: uint64(i + 1), ContainerID: []string{ctrA, ctrB}[i%2], UID: uint32(1000 + i), Time: time.Unix(1700000000, int64(i)).UTC(), Event: rtmr3Event(fmt.Sprint("event ", i))})
+	}
+	for _, extended := range []bool{true, false} {
+		t.Run(fmt.Sprint("extended=", extended), func(t *testing.T) {
 			d, _ := openDir(t)
-			j, _ := open(t, d, boot1)
-			want := appendN(t, j, 3)
-			good := j.Size()
-			appendN2 := runtimelog.Record{ContainerID: ctrA, Event: rtmr3Event("torn")}
-			if err := j.Append(&appendN2); err != nil {
-				t.Fatal(err)
-			}
-			path := j.Path()
-			j.Close()
-			b, _ := os.ReadFile(path)
-			if err := os.WriteFile(path, tc.tear(b, int(good)), 0o600); err != nil {
-				t.Fatal(err)
-			}
-
-			// ReadFile sees the same, and repairs nothing.
-			kind, boot, records, tornBytes, err := runtimelog.ReadFile(path)
-			if err != nil || kind != eventlog.TDX || boot != boot1 || tornBytes == 0 {
-				t.Fatalf("ReadFile: %v %q %d torn bytes, %v", kind, boot, tornBytes, err)
-			}
-			sameRecords(t, records, want)
-			if fi, _ := os.Stat(path); fi.Size() == good {
-				t.Error("ReadFile cut the file")
-			}
-
+			path := d.JournalPath(eventlog.TDX)
+			os.WriteFile(path, v1, 0o600)
 			j, op := open(t, d, boot1)
-			sameRecords(t, op.Records, want)
-			if op.TornBytes == 0 {
-				t.Error("Open did not report the torn record")
+			sameRecords(t, op.Records, want[:3])
+			if op.Damaged == nil || op.Damaged.Record != 4 || op.MigratedFrom != 0 {
+				t.Fatalf("Open: %+v", op)
 			}
-			if fi, _ := os.Stat(path); fi.Size() != good {
-				t.Errorf("the file is %d bytes after Open, want %d (cut after the last good record)", fi.Size(), good)
+			if b, _ := os.ReadFile(path); !bytes.Equal(b, v1) {
+				t.Fatal("Open changed a damaged version 1 journal")
 			}
-			r := runtimelog.Record{ContainerID: ctrB, Event: rtmr3Event("next")}
+			live := registerAfter(t, want[:3]...)
+			if extended {
+				live = registerAfter(t, want...)
+			}
+			err := j.RepairTail(withEvents(t, want[:3]...), 4, live)
+			if extended {
+				if err == nil || !strings.Contains(err.Error(), "record 4") {
+					t.Fatalf("RepairTail: %v", err)
+				}
+				if b, _ := os.ReadFile(path); !bytes.Equal(b, v1) {
+					t.Fatal("the evidence was changed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(path)
+			if v := binary.LittleEndian.Uint16(b[8:]); v != 2 {
+				t.Errorf("version %d after the repair, want 2", v)
+			}
+			r := runtimelog.Record{ContainerID: ctrA, Key: "k", Event: rtmr3Event("next")}
 			if err := j.Append(&r); err != nil || r.Seq != 4 {
-				t.Errorf("append after repair: seq %d, %v", r.Seq, err)
+				t.Fatalf("append after repair: seq %d, %v", r.Seq, err)
 			}
+			j.Close()
+			_, op = open(t, d, boot1)
+			sameRecords(t, op.Records, append(want[:3:3], r))
 		})
 	}
 }

@@ -60,6 +60,16 @@ type limitError struct{ msg string }
 
 func (e *limitError) Error() string { return e.msg }
 
+// keyConflictError is an idempotency key the calling container already
+// recorded another event under. ALREADY_EXISTS rather than
+// FAILED_PRECONDITION: the key already names a record, which is what the
+// code means, and a client can tell this apart from the node's state
+// (recording off, no container), which FAILED_PRECONDITION reports; neither
+// is worth retrying.
+type keyConflictError struct{ msg string }
+
+func (e *keyConflictError) Error() string { return e.msg }
+
 // identityError is a caller whose container cannot be told, or that failed
 // a check: not over the Unix socket (unauthenticated); not in a container,
 // not visible, gone, or the server cannot check (FAILED_PRECONDITION); a
@@ -113,6 +123,7 @@ func toStatus(err error) error {
 		reqErr      *requestError
 		noSourceErr *noSourceError
 		limitErr    *limitError
+		keyErr      *keyConflictError
 		identityErr *identityError
 		runtimeErr  *runtimeUnavailableError
 		extendErr   *extendError
@@ -128,6 +139,8 @@ func toStatus(err error) error {
 		code = codes.FailedPrecondition
 	case errors.As(err, &limitErr):
 		code = codes.ResourceExhausted
+	case errors.As(err, &keyErr):
+		code = codes.AlreadyExists
 	case errors.As(err, &identityErr):
 		var criErr *cri.UnavailableError
 		switch {

@@ -10,7 +10,9 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 )
 
 // TestToStatus: errors the handlers make themselves map to their codes,
@@ -24,6 +26,10 @@ func TestToStatus(t *testing.T) {
 		{invalidRequest("unknown format %d", 3), codes.InvalidArgument, "unknown format 3"},
 		{&noSourceError{eventlogpb.CATEGORY_TPM_EVENTLOG}, codes.FailedPrecondition, "this server has no TPM_EVENTLOG source (its start-up log says why)"},
 		{fmt.Errorf("%w: %v", errCannotReplay, errors.New("sm3_256 is not supported")), codes.FailedPrecondition, "cannot replay the log: sm3_256 is not supported"},
+		{&keyConflictError{"key k names another event"}, codes.AlreadyExists, "key k names another event"},
+		{&extendError{uncertain: true, err: errors.New("still pending")}, codes.Unavailable, "still pending"},
+		{&runtimeUnavailableError{kind: eventlog.TDX, err: &runtimelog.CorruptError{Path: "/j", Offset: 9, Record: 2, Reason: "record 2 is damaged"}}, codes.DataLoss,
+			"container-level TDX events are not available on this server: runtime log /j is corrupt at byte 9: record 2 is damaged (move it aside to start a new one; the registers will then disagree with it until the next reboot)"},
 		{errors.New("a bug"), codes.Internal, "a bug"},
 		// Callers whose container cannot be told, or that fail a check.
 		{&identityError{unauthenticated: true, err: errors.New("not over the socket")}, codes.Unauthenticated, "not over the socket"},

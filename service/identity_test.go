@@ -1,14 +1,12 @@
 package service_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +17,6 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri/critest"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
-
-// syncBuffer is a log the server writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // otherPIDNamespace starts a process in a PID namespace of its own and
 // returns its pid, as the host sees it.
@@ -76,7 +56,7 @@ func TestRuntimeConfirmsTheContainer(t *testing.T) {
 	defer client.Close()
 	e.ident.Runtime = client
 	log := &syncBuffer{}
-	e.logw = log
+	e.logs = log
 	// ctrA's first process is this test's (same PID namespace), ctrB's
 	// is in another PID namespace, ctrC is not running.
 	rt.Set(ctrA, critest.Container{State: runtimeapi.ContainerState_CONTAINER_RUNNING, PID: os.Getpid()})
@@ -149,7 +129,7 @@ func TestDelegatedCgroupIsRefused(t *testing.T) {
 	}
 	e := newRuntimeEnv(t)
 	log := &syncBuffer{}
-	e.logw = log
+	e.logs = log
 	s := e.start(t, e.newTDX(t))
 	e.as(t, ctrA)
 	s.mustRecord(t, "the victim's")

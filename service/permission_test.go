@@ -2,19 +2,18 @@ package service_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/asnobody"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
-// nobody is the uid the permission test drops to when run as root, for whom
-// file modes are no obstacle.
-const nobody = 65534
+// nobody is the unprivileged uid tests run children as, for whom file modes
+// are an obstacle.
+const nobody = asnobody.UID
 
 // TestUnreadableSourceIsPermissionDenied needs a file its process cannot
 // read. As root (CI), it runs itself again as nobody on a tree prepared here.
@@ -23,7 +22,7 @@ func TestUnreadableSourceIsPermissionDenied(t *testing.T) {
 	if root == "" {
 		root = unreadableTree(t)
 		if os.Geteuid() == 0 {
-			runAsNobody(t, root)
+			asnobody.Run(t, []string{"SERVICE_TEST_UNREADABLE_ROOT=" + root}, "TestUnreadableSourceIsPermissionDenied")
 			return
 		}
 	}
@@ -55,33 +54,3 @@ func unreadableTree(t *testing.T) string {
 }
 
 const hostData = "sys/firmware/acpi/tables/data/CCEL"
-
-func runAsNobody(t *testing.T, root string) {
-	// The test binary lives in a private build directory: copy it out.
-	bin := filepath.Join(t.TempDir(), "service.test")
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(filepath.Dir(bin), 0o755)
-	// A short directory: socket paths are limited to 108 bytes.
-	tmp, err := os.MkdirTemp("", "perm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	os.Chmod(tmp, 0o777)
-	wd, _ := os.Getwd()
-	cmd := exec.Command(bin, "-test.run", "^TestUnreadableSourceIsPermissionDenied$", "-test.v")
-	cmd.Dir = wd
-	cmd.Env = append(os.Environ(), "SERVICE_TEST_UNREADABLE_ROOT="+root, "TMPDIR="+tmp)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("as uid %d: %v\n%s", nobody, err, out)
-	}
-	t.Logf("ran as uid %d:\n%s", nobody, out)
-}

@@ -3,7 +3,6 @@ package service
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/asnobody"
 )
 
 var privateLimits = DirLimits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute}
@@ -82,7 +83,7 @@ func TestPrivateDir(t *testing.T) {
 // own uid, and tells callers of other uids to ask for inline content.
 func TestPrivateDirWithoutRoot(t *testing.T) {
 	if os.Geteuid() == 0 {
-		runAsNobody(t, "^TestPrivateDirWithoutRoot$")
+		asnobody.Run(t, nil, "TestPrivateDirWithoutRoot")
 		return
 	}
 	dir := filepath.Join(t.TempDir(), "containers")
@@ -106,35 +107,5 @@ func TestPrivateDirWithoutRoot(t *testing.T) {
 	}
 	if _, ok := d.files["theirs/eventlog-saas-b.json"]; ok {
 		t.Error("a file never written is still counted")
-	}
-}
-
-// runAsNobody runs this test binary's test named by pattern as uid nobody.
-func runAsNobody(t *testing.T, pattern string) {
-	t.Helper()
-	tmp, err := os.MkdirTemp("", "nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	os.Chmod(tmp, 0o777)
-	bin := filepath.Join(tmp, "service.test")
-	b, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	const nobody = 65534
-	cmd := exec.Command(bin, "-test.run", pattern, "-test.v")
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("as uid %d: %v\n%s", nobody, err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS") {
-		t.Fatalf("as uid %d the test did not run:\n%s", nobody, out)
 	}
 }

@@ -124,6 +124,24 @@ type runtimeLog struct {
 	boot    *parsedLog
 	raw     []byte // boot log followed by the confirmed records' events
 	closed  bool
+
+	// keys finds a record by its container and idempotency key: every
+	// keyed record in the journal, confirmed or pending. It holds no more
+	// than the journal (--runtime-max-bytes) holds: one entry per keyed
+	// record, whose key the journal stores too. Written under mu and
+	// keysMu; read under either (keysMu alone: another category checking
+	// that a key is not used twice).
+	keysMu sync.RWMutex
+	keys   map[recordKey]keyedRecord
+}
+
+// recordKey scopes an idempotency key to the container that chose it: one
+// container can neither find nor collide with another's keys.
+type recordKey struct{ container, key string }
+
+type keyedRecord struct {
+	seq uint64 // in the journal
+	own int    // the event's number in its container's log
 }
 
 // runtimeView is what readers see of a runtime log. Immutable.
@@ -205,8 +223,13 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	if op.SetAside != "" {
 		rt.log.Info("runtime log of an earlier boot set aside", "kind", rt.kind.String(), "path", op.SetAside)
 	}
-	if op.TornBytes > 0 {
-		rt.log.Warn("runtime log: dropped a record cut short by a crash (it was never extended)", "kind", rt.kind.String(), "bytes", op.TornBytes)
+	if op.MigratedFrom != 0 {
+		rt.log.Info("runtime log rewritten in the current format", "kind", rt.kind.String(), "path", j.Path(), "from_version", op.MigratedFrom, "records", len(op.Records))
+	}
+	rt.indexKeys(op.Records)
+	if op.Damaged != nil {
+		rt.repairTail(ctx, op)
+		return rt.published()
 	}
 	records := op.Records
 	var last *runtimelog.Record
@@ -237,6 +260,82 @@ func (rt *runtimeLog) open(ctx context.Context, boot *parsedLog) *parsedLog {
 	}
 	rt.log.Info("runtime log ready", "kind", rt.kind.String(), "register", rt.kind.RegisterName(rt.index), "journal", j.Path(), "events", len(rt.records), "containers", len(rt.current().containers))
 	return rt.published()
+}
+
+// repairTail settles the damaged last record Open found, with the live
+// register: cut off when the register shows it was never extended, else
+// reported as DATA_LOSS with the file kept as it is and recording off. The
+// intact records are served either way. mu is held.
+func (rt *runtimeLog) repairTail(ctx context.Context, op runtimelog.Opened) {
+	d, j := op.Damaged, rt.journal
+	serve := func(why error) {
+		if err := rt.confirm(op.Records); err != nil {
+			why = fmt.Errorf("%w; and the records before it do not make a valid log: %v", why, err)
+		}
+		rt.disable(why)
+	}
+	live, err := rt.src.Registers(ctx)
+	if err != nil {
+		serve(fmt.Errorf("runtime log %s ends in a damaged record %d (byte %d, %d bytes: %s), and the live %s cannot be read to tell whether it was extended (%w); the file is kept as it is",
+			j.Path(), d.Record, d.Offset, d.Bytes, d.Reason, rt.kind.RegisterName(rt.index), err))
+		return
+	}
+	raw := bytes.Clone(rt.raw)
+	for _, r := range op.Records {
+		raw = append(raw, r.Event...)
+	}
+	full, err := eventlog.Parse(raw)
+	if err != nil {
+		serve(&runtimelog.CorruptError{Path: j.Path(), Reason: err.Error()})
+		return
+	}
+	if err := j.RepairTail(full, rt.index, live); err != nil {
+		serve(err)
+		return
+	}
+	rt.log.Warn("runtime log: cut off a last record cut short by a crash; the register shows it was never extended",
+		"kind", rt.kind.String(), "record", d.Record, "offset", d.Offset, "bytes", d.Bytes, "damage", d.Reason, "journal", j.Path())
+	if err := rt.confirm(op.Records); err != nil {
+		rt.disable(&runtimelog.CorruptError{Path: j.Path(), Reason: err.Error()})
+		return
+	}
+	rt.log.Info("runtime log ready", "kind", rt.kind.String(), "register", rt.kind.RegisterName(rt.index), "journal", j.Path(), "events", len(rt.records), "containers", len(rt.current().containers))
+}
+
+// indexKeys adds the keyed records among records, the journal's from its
+// first, to keys. mu is held.
+func (rt *runtimeLog) indexKeys(records []runtimelog.Record) {
+	own := map[string]int{}
+	for i := range records {
+		r := &records[i]
+		own[r.ContainerID]++
+		if r.Key != "" {
+			rt.addKey(r, own[r.ContainerID])
+		}
+	}
+}
+
+func (rt *runtimeLog) addKey(r *runtimelog.Record, own int) {
+	rt.keysMu.Lock()
+	defer rt.keysMu.Unlock()
+	if rt.keys == nil {
+		rt.keys = map[recordKey]keyedRecord{}
+	}
+	rt.keys[recordKey{r.ContainerID, r.Key}] = keyedRecord{seq: r.Seq, own: own}
+}
+
+func (rt *runtimeLog) dropKey(r *runtimelog.Record) {
+	rt.keysMu.Lock()
+	defer rt.keysMu.Unlock()
+	delete(rt.keys, recordKey{r.ContainerID, r.Key})
+}
+
+// lookupKey finds the record container recorded under key.
+func (rt *runtimeLog) lookupKey(container, key string) (keyedRecord, bool) {
+	rt.keysMu.RLock()
+	defer rt.keysMu.RUnlock()
+	k, ok := rt.keys[recordKey{container, key}]
+	return k, ok
 }
 
 // close closes the journal. The gRPC server is stopped first; a record
@@ -382,11 +481,14 @@ type recorded struct {
 	event     eventlog.Event // in the platform log
 	ownNum    int            // in the container's log
 	eventType eventlog.EventType
+	// again: the key was recorded before, and this is that outcome.
+	again bool
 }
 
 // record measures one container-level event: the journal first, durably,
-// then the register.
-func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventType, data []byte) (*recorded, error) {
+// then the register. A key the container recorded before returns that
+// record's outcome instead, and extends nothing.
+func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventType, data []byte, key string) (*recorded, error) {
 	// The client going away must not cut an append from its extend.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
@@ -396,12 +498,17 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 	if err := rt.current().disabled; err != nil {
 		return nil, &runtimeUnavailableError{kind: rt.kind, err: err}
 	}
+	id := c.container.ID
+	if key != "" {
+		if k, ok := rt.lookupKey(id, key); ok {
+			return rt.again(ctx, k, typ, data)
+		}
+	}
 	if rt.pending != nil {
 		if err := rt.resolvePending(ctx); err != nil {
 			return nil, &runtimeUnavailableError{kind: rt.kind, err: err}
 		}
 	}
-	id := c.container.ID
 	own := rt.current().containers[id]
 	events, size := 0, int64(0)
 	if own != nil {
@@ -422,15 +529,18 @@ func (rt *runtimeLog) record(ctx context.Context, c *caller, typ eventlog.EventT
 		ContainerID: id,
 		UID:         c.uid,
 		Time:        time.Now(),
+		Key:         key,
 		Event:       eventlog.AppendEvent2(nil, rt.index, typ, digests, data),
 	}
-	// Attribution, timestamp and framing take about 100 bytes more.
 	before := rt.journal.Size()
-	if before+int64(len(rec.Event))+128 > rt.opts.MaxLogBytes {
+	if before+runtimelog.EntrySize(&rec) > rt.opts.MaxLogBytes {
 		return nil, &limitError{fmt.Sprintf("the %s runtime log is full: %d of %d bytes (--runtime-max-bytes); it empties when the node reboots", rt.kind, before, rt.opts.MaxLogBytes)}
 	}
 	if err := rt.journal.Append(&rec); err != nil {
 		return nil, &outputError{rt.journal.Path(), err}
+	}
+	if key != "" {
+		rt.addKey(&rec, events+1)
 	}
 	rt.crash(crashAfterAppend)
 
@@ -479,7 +589,61 @@ func (rt *runtimeLog) afterFailedExtend(ctx context.Context, rec *runtimelog.Rec
 		rt.disable(err)
 		return &runtimeUnavailableError{kind: rt.kind, err: err}
 	}
+	if rec.Key != "" {
+		rt.dropKey(rec)
+	}
 	return &extendError{err: fmt.Errorf("extending %s: %w (the event was not recorded)", rt.kind.RegisterName(rt.index), extendErr)}
+}
+
+// again answers a key recorded before: the first outcome, once the record
+// is settled, if the request is the same as the one recorded. A record whose
+// extend was left uncertain is settled now (extended if the register lacks
+// it, never twice), or the caller is told it is still pending. mu is held.
+func (rt *runtimeLog) again(ctx context.Context, k keyedRecord, typ eventlog.EventType, data []byte) (*recorded, error) {
+	pending := rt.pending != nil && rt.pending.Seq == k.seq
+	var rec *runtimelog.Record
+	switch {
+	case pending:
+		rec = rt.pending
+	case k.seq >= 1 && k.seq <= uint64(len(rt.records)):
+		rec = &rt.records[k.seq-1]
+	default:
+		return nil, fmt.Errorf("idempotency key of record %d, which is neither confirmed (%d records) nor pending", k.seq, len(rt.records))
+	}
+	if want := eventlog.AppendEvent2(nil, rt.index, typ, eventlog.Measure(data, rt.boot.log.Algs()), data); !bytes.Equal(rec.Event, want) {
+		return nil, rt.keyConflict(rec, k, typ, data)
+	}
+	if pending {
+		if err := rt.resolvePending(ctx); err != nil {
+			var mismatch *runtimelog.MismatchError
+			var corrupt *runtimelog.CorruptError
+			if errors.As(err, &mismatch) || errors.As(err, &corrupt) {
+				return nil, &runtimeUnavailableError{kind: rt.kind, err: err}
+			}
+			return nil, &extendError{uncertain: true, err: fmt.Errorf("the event under this idempotency key is record %d of the runtime log, and whether it is in %s cannot be settled yet (%w): it is still pending; retry with the same key",
+				rec.Seq, rt.kind.RegisterName(rt.index), err)}
+		}
+	}
+	l := rt.paas.Load().log
+	ev := l.Events[len(rt.boot.log.Events)+int(k.seq)-1]
+	return &recorded{event: ev, ownNum: k.own, eventType: ev.Type, again: true}, nil
+}
+
+// keyConflict says how a request differs from the record its key names,
+// without echoing either's data.
+func (rt *runtimeLog) keyConflict(rec *runtimelog.Record, k keyedRecord, typ eventlog.EventType, data []byte) error {
+	was := "another event"
+	if h := rt.current().header; h != nil {
+		if l, err := eventlog.Parse(append(bytes.Clone(h.Raw), rec.Event...)); err == nil && len(l.Events) == 1 {
+			ev := l.Events[0]
+			was = fmt.Sprintf("type %s with %d bytes of data", ev.Type, len(ev.Data))
+			if ev.Type == typ && len(ev.Data) == len(data) {
+				was += " (other bytes)"
+			}
+		}
+	}
+	return &keyConflictError{fmt.Sprintf("this container already recorded event %d under that idempotency key, %s, not type %s with %d bytes of data: a key names one event; use a new key for a new event",
+		k.own, was, typ, len(data))}
 }
 
 // crash kills the process at the named point, for crash-recovery tests.

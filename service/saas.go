@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -25,7 +26,10 @@ import (
 //
 //   - RecordEvent measures an event for the calling container: the server
 //     computes its digests, appends it to the category's runtime log, then
-//     extends the runtime register (runtime.go).
+//     extends the runtime register (runtime.go). Under an idempotency key
+//     the container already recorded, it returns that first outcome and
+//     extends nothing: a client retries a call that failed with UNAVAILABLE
+//     under the same key.
 //   - GetEventlog with SAAS returns the calling container's own events, with
 //     the boot log's Spec ID header, numbered 1..n, in the same formats and
 //     with the same paging as PAAS; PAAS returns the boot log followed by
@@ -186,6 +190,10 @@ func (s *Service) recordEvent(ctx context.Context, req *eventlogpb.RecordEventRe
 	if len(req.Data) > s.rtOpts.MaxEventSize {
 		return nil, &limitError{fmt.Sprintf("event data of %d bytes exceeds the %d a container-level event may hold (--saas-max-event-size): measure a digest of it instead", len(req.Data), s.rtOpts.MaxEventSize)}
 	}
+	key := req.IdempotencyKey
+	if err := validateKey(key); err != nil {
+		return nil, err
+	}
 	c, err := s.identify(ctx)
 	if err != nil {
 		return nil, err
@@ -194,24 +202,77 @@ func (s *Service) recordEvent(ctx context.Context, req *eventlogpb.RecordEventRe
 	if err != nil {
 		return nil, err
 	}
-	r, err := cache.rt.record(ctx, c, typ, req.Data)
+	if key != "" {
+		unlock, err := s.claimKey(ctx, c, req.EventlogCategory, key)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	r, err := cache.rt.record(ctx, c, typ, req.Data, key)
 	if err != nil {
 		return nil, err
 	}
 	reply := &eventlogpb.RecordEventReply{
-		EventNum:    uint32(r.ownNum),
-		LogEventNum: uint32(r.event.Num),
-		Register:    cache.src.Kind().RegisterName(r.event.Index),
-		Index:       r.event.Index,
-		EventType:   uint32(r.eventType),
-		Digests:     map[string]string{},
-		ContainerId: c.container.ID,
-		Simulated:   cache.src.Simulated(),
+		EventNum:        uint32(r.ownNum),
+		LogEventNum:     uint32(r.event.Num),
+		Register:        cache.src.Kind().RegisterName(r.event.Index),
+		Index:           r.event.Index,
+		EventType:       uint32(r.eventType),
+		Digests:         map[string]string{},
+		ContainerId:     c.container.ID,
+		Simulated:       cache.src.Simulated(),
+		AlreadyRecorded: r.again,
 	}
 	for _, d := range r.event.Digests {
 		reply.Digests[d.Alg.String()] = hex.EncodeToString(d.Value)
 	}
 	return reply, nil
+}
+
+// MaxKeyLen bounds an idempotency key: room for any UUID, hash or
+// timestamped name a client makes, and small next to the event it keys.
+const MaxKeyLen = 128
+
+// validateKey checks an idempotency key: printable ASCII without spaces, so
+// that it can be logged and quoted as it is.
+func validateKey(key string) error {
+	if len(key) > MaxKeyLen {
+		return invalidRequest("idempotency_key of %d bytes: at most %d", len(key), MaxKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x21 || c > 0x7e {
+			return invalidRequest("idempotency_key has byte 0x%02x at %d: only printable ASCII (0x21-0x7e) is allowed", c, i)
+		}
+	}
+	return nil
+}
+
+// claimKey makes sure the caller's key names records in one category only,
+// and holds the key's lock until the record is done (unlock): two requests
+// with one key in two categories cannot both record.
+func (s *Service) claimKey(ctx context.Context, c *caller, cat eventlogpb.CATEGORY, key string) (unlock func(), err error) {
+	h := fnv.New32a()
+	h.Write([]byte(c.container.ID))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	mu := &s.keyLocks[h.Sum32()%uint32(len(s.keyLocks))]
+	mu.Lock()
+	for other, cache := range s.logs {
+		if other == cat || cache.rt == nil {
+			continue
+		}
+		// Its runtime log must be open for its keys to be known; a
+		// category that cannot open has recorded nothing this boot.
+		if _, err := cache.get(ctx); err != nil {
+			continue
+		}
+		if k, ok := cache.rt.lookupKey(c.container.ID, key); ok {
+			mu.Unlock()
+			return nil, &keyConflictError{fmt.Sprintf("this container already recorded its %s event %d under that idempotency key: a key names one event; use a new key for a new event", other, k.own)}
+		}
+	}
+	return mu.Unlock, nil
 }
 
 // getContainerEventlog serves GetEventlog for SAAS: the calling container's
@@ -234,7 +295,7 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	if l == nil {
 		return nil, &runtimeUnavailableError{kind: rt.kind, err: view.disabled}
 	}
-	events, err := l.Slice(int(req.StartPosition), int(req.Count))
+	events, err := s.slice(l, req.StartPosition, req.Count)
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,10 @@ type runtimeEnv struct {
 	cgroup string
 	opts   service.RuntimeOptions
 	ident  service.IdentityOptions
-	logw   io.Writer // the server's log; discarded when nil
+	// zeroBasedStart is service.Options.ZeroBasedStart.
+	zeroBasedStart bool
+	// logs receives the servers' logs when set.
+	logs io.Writer
 }
 
 func newRuntimeEnv(t *testing.T) *runtimeEnv {
@@ -164,9 +167,11 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 	svc, err := service.New(srcs, service.Options{
 		OutputDir: e.outDir,
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(cmp.Or(e.logw, io.Discard), nil)),
+		Logger:    slog.New(slog.NewTextHandler(cmp.Or(e.logs, io.Discard), nil)),
 		Runtime:   e.opts,
 		Identity:  e.ident,
+
+		ZeroBasedStart: e.zeroBasedStart,
 	})
 	if err != nil {
 		t.Fatal(err)

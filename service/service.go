@@ -36,6 +36,9 @@ type Options struct {
 	// Identity configures how container-level callers' containers are
 	// told (identity.go).
 	Identity IdentityOptions
+	// ZeroBasedStart makes start_position count the events to skip, as the
+	// upstream server did, instead of numbering the first event (paging.go).
+	ZeroBasedStart bool
 }
 
 // Service implements eventlogpb.EventlogServer.
@@ -53,6 +56,11 @@ type Service struct {
 	saasOut *outDir         // per-container files, under OutputDir/containers
 	saasKey []byte          // names the per-container directories
 	ident   *identifier     // tells callers' containers
+	// keyLocks serialize the records of one idempotency key across
+	// categories (saas.go), striped so that other keys rarely wait.
+	keyLocks [64]sync.Mutex
+
+	zeroBasedStart bool // Options.ZeroBasedStart
 }
 
 // New returns a service serving the given sources. A category without a
@@ -62,7 +70,7 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger, rtOpts: opts.Runtime}
+	s := &Service{logs: map[eventlogpb.CATEGORY]*logCache{}, out: out, log: opts.Logger, rtOpts: opts.Runtime, zeroBasedStart: opts.ZeroBasedStart}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -223,7 +231,7 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	if err != nil {
 		return nil, err
 	}
-	events, err := p.log.Slice(int(req.StartPosition), int(req.Count))
+	events, err := s.slice(p.log, req.StartPosition, req.Count)
 	if err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ type server struct {
 	health healthpb.HealthClient
 }
 
-func start(t *testing.T, root string, limits *service.DirLimits) *server {
+func start(t *testing.T, root string, limits *service.DirLimits, options ...func(*service.Options)) *server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &server{socket: filepath.Join(dir, "uds", "eventlog.sock"), outDir: filepath.Join(dir, "out")}
@@ -92,7 +92,11 @@ func start(t *testing.T, root string, limits *service.DirLimits) *server {
 		eventlogpb.CATEGORY_TDX_EVENTLOG: hwsource.NewTDX(root),
 		eventlogpb.CATEGORY_TPM_EVENTLOG: hwsource.NewTPM(root),
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: s.outDir, Limits: l, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts := service.Options{OutputDir: s.outDir, Limits: l, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range options {
+		o(&opts)
+	}
+	svc, err := service.New(srcs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,14 +5,11 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/tpm2eventlog"
 )
 
 // These tests check the synthetic logs against an independent parser,
@@ -21,74 +18,35 @@ import (
 // blobs, GPT) and checks digests it can recompute (separators, Secure Boot
 // variables, GPT, GRUB's PCR8 commands).
 
-// decoded is what tpm2_eventlog printed about a log.
-type decoded struct {
-	types  []string                     // EventType of events 0..N
-	fields map[string]int               // how often each decoded field appears
-	pcrs   map[string]map[uint32]string // algorithm -> PCR -> hex
-	stderr string
-}
-
-// runTPM2Eventlog runs tpm2_eventlog on a log and parses its YAML output as
-// far as these tests need: the event types, the decoded field names, and the
-// PCRs it computed.
-func runTPM2Eventlog(t *testing.T, log []byte) decoded {
+// runTPM2Eventlog runs tpm2_eventlog on a log; it skips the test where the
+// tool is not installed.
+func runTPM2Eventlog(t *testing.T, log []byte) *tpm2eventlog.Output {
 	t.Helper()
-	bin, err := exec.LookPath("tpm2_eventlog")
+	tool, err := tpm2eventlog.Find()
 	if err != nil {
-		t.Skip("tpm2_eventlog is not installed (apt-get install tpm2-tools): the synthetic logs are not checked against it")
+		t.Skipf("%v: the synthetic logs are not checked against it", err)
 	}
-	path := filepath.Join(t.TempDir(), "log.bin")
-	if err := os.WriteFile(path, log, 0o644); err != nil {
+	out, err := tpm2eventlog.RunOn(context.Background(), tool, log)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(bin, path)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tpm2_eventlog: %v\n%s", err, stderr.String())
-	}
-	d := decoded{fields: map[string]int{}, pcrs: map[string]map[uint32]string{}, stderr: stderr.String()}
-	var alg string
-	inPCRs := false
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		trimmed := strings.TrimSpace(line)
-		switch {
-		case line == "pcrs:":
-			inPCRs = true
-		case inPCRs && strings.HasPrefix(line, "  ") && !strings.HasPrefix(line, "    "):
-			alg = strings.TrimSuffix(trimmed, ":")
-			d.pcrs[alg] = map[uint32]string{}
-		case inPCRs && trimmed != "":
-			// "    7  : 0x<hex>"
-			idx, value, ok := strings.Cut(trimmed, ":")
-			n, err := strconv.ParseUint(strings.TrimSpace(idx), 10, 32)
-			if !ok || err != nil {
-				t.Fatalf("tpm2_eventlog: unexpected PCR line %q", line)
-			}
-			d.pcrs[alg][uint32(n)] = strings.TrimPrefix(strings.TrimSpace(value), "0x")
-		case strings.HasPrefix(trimmed, "EventType:"):
-			d.types = append(d.types, strings.TrimSpace(strings.TrimPrefix(trimmed, "EventType:")))
-		default:
-			if name, _, ok := strings.Cut(strings.TrimPrefix(trimmed, "- "), ":"); ok {
-				d.fields[name]++
-			}
-		}
-	}
-	return d
+	return out
 }
 
 // checkDecoded checks that tpm2_eventlog saw every event of l with our type
 // and decoded the structure of every event whose type it decodes.
-func checkDecoded(t *testing.T, l *eventlog.Log, d decoded) {
+func checkDecoded(t *testing.T, l *eventlog.Log, d *tpm2eventlog.Output) {
 	t.Helper()
-	if len(d.types) != len(l.Events)+1 {
-		t.Fatalf("tpm2_eventlog printed %d events, the log has %d (with the header)", len(d.types), len(l.Events)+1)
+	if len(d.Events) != len(l.Events)+1 {
+		t.Fatalf("tpm2_eventlog printed %d events, the log has %d (with the header)", len(d.Events), len(l.Events)+1)
 	}
-	want := map[string]int{}
+	want, fields := map[string]int{}, map[string]int{}
 	for i, e := range l.Events {
-		if d.types[i+1] != e.Type.String() {
-			t.Errorf("event %d: tpm2_eventlog says %s, we say %s", e.Num, d.types[i+1], e.Type)
+		if d.Events[i+1].EventType != e.Type.String() {
+			t.Errorf("event %d: tpm2_eventlog says %s, we say %s", e.Num, d.Events[i+1].EventType, e.Type)
+		}
+		for name, n := range d.Events[i+1].Fields() {
+			fields[name] += n
 		}
 		switch e.Type {
 		case eventlog.EvEFIVariableDriverConfig, eventlog.EvEFIVariableBoot, eventlog.EvEFIVariableAuthority:
@@ -102,8 +60,8 @@ func checkDecoded(t *testing.T, l *eventlog.Log, d decoded) {
 		}
 	}
 	for field, n := range want {
-		if d.fields[field] != n {
-			t.Errorf("tpm2_eventlog decoded %d %s fields, the log has %d events carrying one", d.fields[field], field, n)
+		if fields[field] != n {
+			t.Errorf("tpm2_eventlog decoded %d %s fields, the log has %d events carrying one", fields[field], field, n)
 		}
 	}
 }
@@ -118,8 +76,8 @@ func TestTPM2EventlogReadsSimulatedTPMLogs(t *testing.T) {
 			}
 			d := runTPM2Eventlog(t, tpm.log)
 			// No warnings: every digest it can recompute matches its data.
-			if d.stderr != "" {
-				t.Errorf("tpm2_eventlog complained:\n%s", d.stderr)
+			if d.Stderr != "" {
+				t.Errorf("tpm2_eventlog complained:\n%s", d.Stderr)
 			}
 			checkDecoded(t, l, d)
 
@@ -136,7 +94,7 @@ func TestTPM2EventlogReadsSimulatedTPMLogs(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, alg := range tpmAlgs {
-				got := d.pcrs[alg.String()]
+				got := d.PCRs[alg.String()]
 				if len(got) != len(replayed[alg]) {
 					t.Errorf("tpm2_eventlog computed %d %s PCRs, we replay %d", len(got), alg, len(replayed[alg]))
 				}
@@ -207,7 +165,7 @@ func TestTPM2EventlogReadsSimulatedTDXLogs(t *testing.T) {
 			// GRUB's commands go to RTMR2 (index 3) on TDX, and 5.4 only
 			// knows how to check them in PCR8: it warns, as it does for
 			// real TDX logs. Nothing else may be reported.
-			for _, line := range strings.Split(strings.TrimSpace(d.stderr), "\n") {
+			for _, line := range strings.Split(strings.TrimSpace(d.Stderr), "\n") {
 				if line != "" && !strings.HasSuffix(line, "is unexectedly not extending either PCR 8, 9, 12 or 14") {
 					t.Errorf("tpm2_eventlog: %s", line)
 				}
@@ -216,7 +174,7 @@ func TestTPM2EventlogReadsSimulatedTDXLogs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := d.pcrs["sha384"]
+			got := d.PCRs["sha384"]
 			if len(got) != 3 {
 				t.Errorf("tpm2_eventlog computed %d SHA-384 registers, want RTMR0..2", len(got))
 			}

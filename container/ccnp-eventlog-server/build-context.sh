@@ -6,7 +6,10 @@
 # usage: container/ccnp-eventlog-server/build-context.sh DIR
 #        (honours GO, default "go"). DIR is left holding:
 #   eventlog-server   the static binary
-#   rootfs/           /etc/passwd and /etc/group with uid 1000, and an empty /run
+#   rootfs/           /etc/passwd and /etc/group with uid 1000, an empty /run, and
+#                     /usr/bin/grpc_health_probe, a link to the binary: upstream's
+#                     manifests probe with it, and the binary answers as that
+#                     tool when run under that name
 #   run/              the directories the server writes to by default, which
 #                     the Dockerfiles hand to uid 1000
 set -o errexit -o nounset -o pipefail
@@ -18,6 +21,8 @@ go="${GO:-go}"
 rm -rf "${dir:?}/eventlog-server" "${dir}/rootfs" "${dir}/run"
 mkdir -p "${dir}/rootfs/run" "${dir}/run/ccnp/uds" "${dir}/run/ccnp-eventlog" "${dir}/run/firmware"
 cp -R container/ccnp-eventlog-server/rootfs/etc "${dir}/rootfs/etc"
+mkdir -p "${dir}/rootfs/usr/bin"
+ln -s eventlog-server "${dir}/rootfs/usr/bin/grpc_health_probe"
 
 # cgo stays on: the simulated TPM (--hwsource=simulated) is the Microsoft
 # reference TPM, compiled from C by go-tpm-tools and linked against OpenSSL's

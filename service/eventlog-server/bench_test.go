@@ -31,6 +31,11 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchServerEnv) == "1" {
 		os.Exit(dispatch([]string{"serve"}))
 	}
+	// The test binary linked as grpc_health_probe is the server's binary
+	// run under that name (healthprobe_test.go).
+	if filepath.Base(os.Args[0]) == grpcHealthProbeName {
+		os.Exit(run(os.Args))
+	}
 	os.Exit(m.Run())
 }
 
@@ -63,6 +68,11 @@ func startServer(b testing.TB, env ...string) *serverProcess {
 		// Not the default under /var/lib: tests keep to their directory.
 		"EVENTLOG_STATE_DIR="+filepath.Join(dir, "state"))
 	s.cmd.Env = append(s.cmd.Env, env...)
+	for _, kv := range env { // the last of a variable wins, as for the server
+		if v, ok := strings.CutPrefix(kv, "EVENTLOG_SOCKET="); ok {
+			s.socket = v
+		}
+	}
 	// Request logging stays on, as in production; its lines go nowhere
 	// unless BENCH_SERVER_STDERR names a file for them (with
 	// GODEBUG=gctrace=1, the server's heap can be watched there).
@@ -202,4 +212,74 @@ func BenchmarkMemory100Clients(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(s.peakRSS(b))/(1<<20), "peak-RSS-MiB")
+}
+
+// BenchmarkRecordEvent: container-level records over the socket, one client,
+// each durable in the runtime log (on tmpfs here) before the simulated RTMR3
+// is extended, without and with an idempotency key; and a retry of a
+// recorded key, which the server answers from its key index without touching
+// the log or the register. Each starts on a server of its own with an empty
+// runtime log. New records come from 100 containers in turn (the client's
+// cgroup, in the fake /proc the server reads, is rewritten before each), as
+// a node's do.
+func BenchmarkRecordEvent(b *testing.B) {
+	proc := b.TempDir()
+	self := filepath.Join(proc, strconv.Itoa(os.Getpid()))
+	os.MkdirAll(self, 0o755)
+	// Real cgroups, made by root, as the server checks.
+	top := "/ccnp-eventlog-bench-" + strconv.Itoa(os.Getpid()) + "/docker/"
+	for c := range 100 {
+		makeCgroupV2(b, top+fmt.Sprintf("%064x", c+1))
+	}
+	as := func(c int) {
+		id := fmt.Sprintf("%064x", c%100+1)
+		if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::"+top+id+"\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run := func(b *testing.B, req func(i int) *eventlogpb.RecordEventRequest, before func(i int)) {
+		as(0)
+		s := startServer(b, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_RUNTIME_MAX_BYTES=1073741824", "EVENTLOG_SAAS_MAX_DIR_BYTES=1073741824", "EVENTLOG_CRI_SOCKET=none")
+		client := s.clients(b, 1)[0]
+		before(-1) // the first call opens the runtime log
+		if _, err := client.RecordEvent(context.Background(), req(-1)); err != nil {
+			b.Fatal(err)
+		}
+		latencies := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		start := time.Now()
+		for i := range b.N {
+			before(i)
+			t := time.Now()
+			if _, err := client.RecordEvent(context.Background(), req(i)); err != nil {
+				b.Fatal(err)
+			}
+			latencies = append(latencies, time.Since(t))
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		slices.Sort(latencies)
+		pct := func(p float64) float64 {
+			return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+		}
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+		b.ReportMetric(pct(0.50), "p50-ms")
+		b.ReportMetric(pct(0.99), "p99-ms")
+		b.ReportMetric(0, "ns/op")
+	}
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("new/keyed=%v", keyed), func(b *testing.B) {
+			run(b, func(i int) *eventlogpb.RecordEventRequest {
+				r := &eventlogpb.RecordEventRequest{Data: []byte(fmt.Sprintf("measurement %d", i))}
+				if keyed {
+					r.IdempotencyKey = fmt.Sprintf("bench-%d", i)
+				}
+				return r
+			}, func(i int) { as((i + 1) % 100) })
+		})
+	}
+	b.Run("retry-of-a-recorded-key", func(b *testing.B) {
+		req := &eventlogpb.RecordEventRequest{Data: []byte("retried"), IdempotencyKey: "bench-retried"}
+		run(b, func(int) *eventlogpb.RecordEventRequest { return req }, func(int) {})
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -99,7 +100,7 @@ func get(args []string, stdout io.Writer) int {
 	fs := newFlagSet("get", "eventlog-server get [flags]")
 	var c clientFlags
 	c.register(fs)
-	start := fs.Int("start", 0, "number of the first event (0 and 1 both mean the first; the Spec ID header is event 0)")
+	start := fs.Int("start", 0, "number of the first event (0 and 1 both mean the first; the Spec ID header is event 0); on a server run with --zero-based-start, the events to skip")
 	count := fs.Int("count", 0, "at most this many events (0: all the rest)")
 	format := fs.String("format", "json", "format of the file the server writes: json (CCNP JSON) or raw (TCG binary)")
 	output := fs.String("o", "path", "what to print: path (of the returned file), table or json (the events, decoded here)")
@@ -260,7 +261,10 @@ func verifyStatus(r *eventlogpb.VerifyEventlogReply) int {
 func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEventlogReply) {
 	fmt.Fprintf(w, "%s log: %s, %d events\n", kindOf(cat), r.Source, r.TotalEvents)
 	if r.LiveError != "" {
-		fmt.Fprintf(w, "live registers: not available: %s\n", r.LiveError)
+		// The server's error starts with hwsource.ErrNotAvailable's own
+		// words; say them once.
+		why := strings.TrimPrefix(r.LiveError, hwsource.ErrNotAvailable.Error()+": ")
+		fmt.Fprintf(w, "live registers: not available: %s\n", why)
 	} else {
 		fmt.Fprintf(w, "live registers: %s\n", r.LiveFrom)
 	}

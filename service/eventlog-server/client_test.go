@@ -103,7 +103,10 @@ func TestVerifyExitStatus(t *testing.T) {
 	if code := verifyCmd([]string{"--socket", real.socket}, &out); code != verifyNotAvailable {
 		t.Fatalf("corpus: exit %d, want %d:\n%s", code, verifyNotAvailable, out.String())
 	}
-	if !strings.Contains(out.String(), "live registers: not available") || strings.Contains(out.String(), " MATCH") {
+	if !strings.Contains(out.String(), "live registers: not available: no live RTMRs") || strings.Contains(out.String(), " MATCH") {
 		t.Errorf("corpus output:\n%s", out.String())
+	}
+	if n := strings.Count(out.String(), "not available"); n != 1 {
+		t.Errorf("corpus output says \"not available\" %d times, want once:\n%s", n, out.String())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
 // decodedEvent is the part of a CCNP JSON event this test replays from.
@@ -95,11 +96,11 @@ func replayDecoded(t *testing.T, d *decodedLog) map[string]map[string]string {
 // the JSON: they must equal expected.json, which shows the output carries
 // every measured event, in order, with its digests and register.
 func TestDecodeCorpus(t *testing.T) {
-	expected := loadExpected(t)
+	expected := corpus.Expected(t)
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
 		want := expected[name]
 		t.Run(name, func(t *testing.T) {
-			status, stdout, stderr := runCmd(runDecode, filepath.Join(corpusDir, name))
+			status, stdout, stderr := runCmd(runDecode, corpus.Path(t, name))
 			if status != 0 || stderr != "" {
 				t.Fatalf("exit status %d, stderr %q", status, stderr)
 			}
@@ -124,8 +125,8 @@ func TestDecodeCorpus(t *testing.T) {
 }
 
 func TestDecodeTable(t *testing.T) {
-	table := filepath.Join(corpusDir, "tdx/ovmf-64k.table.bin")
-	area := filepath.Join(corpusDir, "tdx/ovmf-64k.data.bin")
+	table := corpus.Path(t, "tdx/ovmf-64k.table.bin")
+	area := corpus.Path(t, "tdx/ovmf-64k.data.bin")
 	const lasa, laml = 0x7d649000, 64 << 10
 
 	status, stdout, stderr := runCmd(runDecode, "--table", table)
@@ -174,10 +175,7 @@ func TestDecodeTable(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	dir := t.TempDir()
-	area, err := os.ReadFile(filepath.Join(corpusDir, "tdx/cos-113-tdx.data.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	area := corpus.Read(t, "tdx/cos-113-tdx.data.bin")
 	l, err := eventlog.ParseArea(area)
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +190,7 @@ func TestDecodeErrors(t *testing.T) {
 	if err := os.WriteFile(badFile, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	table := filepath.Join(corpusDir, "tdx/cos-113-tdx.table.bin")
+	table := corpus.Path(t, "tdx/cos-113-tdx.table.bin")
 	for _, tc := range []struct {
 		name   string
 		args   []string

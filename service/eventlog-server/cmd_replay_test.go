@@ -11,38 +11,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
-
-// corpusDir holds real event logs and expected.json (see its README).
-const corpusDir = "../../eventlog/testdata/corpus"
-
-// corpusExpectation is the part of an expected.json entry these tests use.
-type corpusExpectation struct {
-	EventsInclHeader int `json:"events_incl_header"`
-	// Replay maps algorithm and register index (PCR number, or CC MR index
-	// for TDX: 1 is RTMR0) to the hex value.
-	Replay map[string]map[string]string `json:"replay"`
-}
-
-func loadExpected(t *testing.T) map[string]corpusExpectation {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(corpusDir, "expected.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exp map[string]corpusExpectation
-	if err := json.Unmarshal(b, &exp); err != nil {
-		t.Fatal(err)
-	}
-	if len(exp) == 0 {
-		t.Fatal("expected.json lists no logs")
-	}
-	return exp
-}
 
 // expectedRegisters names expected.json's registers as replay does:
 // register name -> algorithm -> hex.
-func expectedRegisters(t *testing.T, name string, e corpusExpectation) map[string]map[string]string {
+func expectedRegisters(t *testing.T, name string, e corpus.Expectation) map[string]map[string]string {
 	t.Helper()
 	want := map[string]map[string]string{}
 	for alg, regs := range e.Replay {
@@ -78,10 +53,10 @@ type replayOutput struct {
 }
 
 func TestReplayCorpus(t *testing.T) {
-	expected := loadExpected(t)
+	expected := corpus.Expected(t)
 	for _, name := range slices.Sorted(maps.Keys(expected)) {
 		want := expected[name]
-		file := filepath.Join(corpusDir, name)
+		file := corpus.Path(t, name)
 		argSets := map[string][]string{"detected": {file}}
 		if strings.HasPrefix(name, "tdx/") {
 			argSets["--tdx"] = []string{"--tdx", file}
@@ -113,14 +88,14 @@ func TestReplayCorpus(t *testing.T) {
 // TestReplayOrder: registers come in index order (PCR2 before PCR10), and
 // algorithms in the log's order.
 func TestReplayOrder(t *testing.T) {
-	status, stdout, _ := runCmd(runReplay, filepath.Join(corpusDir, "tpm/gdc-host.bin"))
+	status, stdout, _ := runCmd(runReplay, corpus.Path(t, "tpm/gdc-host.bin"))
 	if status != 0 {
 		t.Fatal(status)
 	}
 	if i, j := strings.Index(stdout, `"PCR9"`), strings.Index(stdout, `"PCR14"`); i < 0 || j < i {
 		t.Errorf("PCR14 is not after PCR9:\n%s", stdout)
 	}
-	status, stdout, _ = runCmd(runReplay, filepath.Join(corpusDir, "tpm/tpm_rhel8-uefi.bin"))
+	status, stdout, _ = runCmd(runReplay, corpus.Path(t, "tpm/tpm_rhel8-uefi.bin"))
 	if status != 0 {
 		t.Fatal(status)
 	}
@@ -131,10 +106,7 @@ func TestReplayOrder(t *testing.T) {
 
 func TestReplayErrors(t *testing.T) {
 	dir := t.TempDir()
-	log, err := os.ReadFile(filepath.Join(corpusDir, "tpm/gdc-host.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	log := corpus.Read(t, "tpm/gdc-host.bin")
 	truncated := filepath.Join(dir, "truncated.bin")
 	// gdc-host's event 12 starts at byte 3857 and ends after byte 5000.
 	if err := os.WriteFile(truncated, log[:5000], 0o600); err != nil {

@@ -1,12 +1,15 @@
 // Command eventlog-server serves a confidential node's event logs over a Unix
 // socket, and carries the offline and client tools that go with it.
 //
-// Without a subcommand (or with flags only) it runs the server.
+// Without a subcommand (or with flags only) it runs the server. Run under
+// the name grpc_health_probe (the image links /usr/bin/grpc_health_probe to
+// it), it is that tool, for upstream's manifests (healthprobe.go).
 package main
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 )
@@ -21,17 +24,34 @@ type command struct {
 var commands = map[string]command{}
 
 func main() {
-	os.Exit(dispatch(os.Args[1:]))
+	os.Exit(run(os.Args))
+}
+
+// run dispatches on the name the binary was run under, then on the command.
+func run(argv []string) int {
+	if len(argv) > 0 && filepath.Base(argv[0]) == grpcHealthProbeName {
+		return grpcHealthProbe(argv[1:], os.Stdout, os.Stderr)
+	}
+	return dispatch(argv[1:])
 }
 
 func dispatch(args []string) int {
 	name := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	switch {
+	case len(args) > 0 && !strings.HasPrefix(args[0], "-"):
 		name, args = args[0], args[1:]
+	case len(args) > 0 && isHelpFlag(args[0]):
+		name, args = "help", nil // eventlog-server -h: every command
 	}
-	if name == "help" {
+	switch {
+	case name == "help" && len(args) > 0:
+		return dispatch([]string{args[0], "-h"}) // help COMMAND: its flags
+	case name == "help":
+		// The commands, then serve's flags: without a command, it serves.
 		usage(os.Stdout)
-		return 0
+		fmt.Fprintln(os.Stdout, "\nWithout a command (or with flags only) it runs serve:")
+		fmt.Fprintln(os.Stdout)
+		return commands["serve"].run([]string{"-h"})
 	}
 	cmd, ok := commands[name]
 	if !ok {
@@ -41,6 +61,8 @@ func dispatch(args []string) int {
 	}
 	return cmd.run(args)
 }
+
+func isHelpFlag(arg string) bool { return wantsHelp([]string{arg}) }
 
 func usage(w *os.File) {
 	fmt.Fprintln(w, "usage: eventlog-server [command] [flags]")

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/sha512"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 )
@@ -98,7 +100,7 @@ func TestRecord(t *testing.T) {
 
 // makeCgroupV2 makes cgroup path in this machine's writable cgroup v2
 // hierarchy, removed when the test ends.
-func makeCgroupV2(t *testing.T, path string) {
+func makeCgroupV2(t testing.TB, path string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("making a cgroup needs root")
@@ -127,4 +129,95 @@ func makeCgroupV2(t *testing.T, path string) {
 			os.Remove(d)
 		}
 	})
+}
+
+// TestRecordRetries: record retries a call the server could not take (no
+// server yet on the socket) with its key until the server is up, a key
+// given again returns the first outcome, and what retrying cannot fix is
+// not retried.
+func TestRecordRetries(t *testing.T) {
+	const id = "6a1f0e2d1c3b4a59687766554433221100ffeeddccbbaa998877665544332211"
+	proc := t.TempDir()
+	self := filepath.Join(proc, strconv.Itoa(os.Getpid()))
+	os.MkdirAll(self, 0o755)
+	cgroup := "/ccnp-eventlog-test-" + strconv.Itoa(os.Getpid()) + "/docker/" + id
+	makeCgroupV2(t, cgroup)
+	if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::"+cgroup+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "rec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	socket := filepath.Join(dir, "eventlog.sock")
+
+	// No server: one attempt fails at once.
+	var out bytes.Buffer
+	start := time.Now()
+	if code := record([]string{"--socket", socket, "--data", "x", "--retry-for", "0"}, nil, &out); code != 1 {
+		t.Fatalf("record with no server and no retries: exit %d", code)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("one attempt took %s", d)
+	}
+
+	// The server comes up while record retries.
+	done := make(chan int, 1)
+	var first bytes.Buffer
+	go func() {
+		done <- record([]string{"--socket", socket, "--data", "retried", "--idempotency-key", "retry-key", "--retry-for", "60s", "-o", "json"}, nil, &first)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case code := <-done:
+		t.Fatalf("record ended (exit %d) before the server was up", code)
+	default:
+	}
+	s := startServer(t, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_SOCKET="+socket, "EVENTLOG_CRI_SOCKET=none")
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("record while the server came up: exit %d", code)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("record did not finish after the server came up")
+	}
+	if !regexp.MustCompile(`"eventNum":\s+1,`).MatchString(first.String()) || !regexp.MustCompile(`"alreadyRecorded":\s+false`).MatchString(first.String()) {
+		t.Errorf("the retried record printed:\n%s", first.String())
+	}
+
+	// The same key again: the first outcome, nothing recorded.
+	out.Reset()
+	if code := record([]string{"--socket", s.socket, "--data", "retried", "--idempotency-key", "retry-key"}, nil, &out); code != 0 {
+		t.Fatalf("record under a used key: exit %d", code)
+	}
+	if !strings.HasPrefix(out.String(), "event 1 of container "+id+", already recorded under this idempotency key: extended into RTMR3 once") {
+		t.Errorf("record under a used key printed:\n%s", out.String())
+	}
+	// A random key by default: the same data twice is two events.
+	for want := 2; want <= 3; want++ {
+		out.Reset()
+		if code := record([]string{"--socket", s.socket, "--data", "retried"}, nil, &out); code != 0 || !strings.HasPrefix(out.String(), fmt.Sprintf("event %d of container", want)) {
+			t.Errorf("record without a key: exit %d\n%s", code, out.String())
+		}
+	}
+
+	// Refusals are not retried: they come back at once.
+	for _, args := range [][]string{
+		{"--data", "other data", "--idempotency-key", "retry-key"}, // ALREADY_EXISTS
+		{"--data", "x", "--type", "3"},                             // INVALID_ARGUMENT
+		{"--data", "x", "--idempotency-key", "with space"},         // INVALID_ARGUMENT
+	} {
+		start := time.Now()
+		if code := record(append([]string{"--socket", s.socket, "--retry-for", "60s"}, args...), nil, &out); code != 1 {
+			t.Errorf("record %v: exit %d, want 1", args, code)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("record %v took %s: it was retried", args, d)
+		}
+	}
+	if code := record([]string{"--socket", s.socket, "--data", "x", "--retry-for", "-1s"}, nil, &out); code != 2 {
+		t.Errorf("a negative --retry-for: exit %d, want 2", code)
+	}
 }

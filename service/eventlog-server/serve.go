@@ -41,6 +41,7 @@ type serveConfig struct {
 	runtime    service.RuntimeOptions
 	identity   service.IdentityOptions
 	criSocket  string
+	zeroBased  bool
 }
 
 // crashPointEnv names the environment variable that makes the server kill
@@ -60,6 +61,7 @@ func runServe(args []string) int {
 	fs.Int64Var(&c.limits.MaxBytes, "max-dir-bytes", 64<<20, "most bytes the server's files may take in the output directory")
 	fs.DurationVar(&c.limits.MaxAge, "max-file-age", time.Hour, "a file not handed out for this long is removed")
 	fs.DurationVar(&c.limits.MinLifetime, "min-file-lifetime", 5*time.Minute, "a returned path stays readable at least this long, even when the directory is full")
+	fs.BoolVar(&c.zeroBased, "zero-based-start", false, "count start_position as the events to skip, as the upstream CCNP server did (start 2 returns events from the third on), for clients written against it; by default it is the number of the first event returned (0 and 1 both the first)")
 	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -177,7 +179,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased})
 	if err != nil {
 		return err
 	}
@@ -194,7 +196,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	go svc.WatchHealth(ctx, hs, c.healthWait)
 	go svc.Sweep(ctx, min(c.limits.MinLifetime, time.Minute))
 
-	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir)
+	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir, "zero_based_start", c.zeroBased)
 	served := make(chan error, 1)
 	go func() { served <- g.Serve(lis) }()
 	select {

@@ -1,0 +1,44 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+)
+
+// slice selects the events a request's start_position and count ask for.
+//
+// By default start_position is the number of the first event returned, as
+// tpm2_eventlog numbers them and as upstream's docs describe it (0 and 1 both
+// mean the first). With Options.ZeroBasedStart it counts the events to skip,
+// as the upstream server's code did (start 2 is event 3), for clients written
+// against that server: their pages 0, 10, 20, ... would otherwise return the
+// event at each page boundary twice. Either way the reply's first_event says
+// which event came first. Validation has rejected negative values already.
+func (s *Service) slice(l *eventlog.Log, start, count int32) ([]eventlog.Event, error) {
+	if !s.zeroBasedStart || start < 0 {
+		return l.Slice(int(start), int(count))
+	}
+	events, err := l.Slice(int(start)+1, int(count)) // int: no overflow at MaxInt32
+	var rangeErr *eventlog.RangeError
+	if errors.As(err, &rangeErr) {
+		return nil, &skipRangeError{skip: start, err: rangeErr}
+	}
+	return events, err
+}
+
+// skipRangeError is a zero-based start_position that skips every event. It
+// wraps the *eventlog.RangeError (OUT_OF_RANGE) but words it in the
+// caller's terms: the start it sent, not the event number it became.
+type skipRangeError struct {
+	skip int32
+	err  *eventlog.RangeError
+}
+
+func (e *skipRangeError) Error() string {
+	return fmt.Sprintf("start position %d is past the last event: the log has %d events, and this server counts start_position as the events to skip (--zero-based-start), so it must be at most %d",
+		e.skip, e.err.Total, max(e.err.Total-1, 0))
+}
+
+func (e *skipRangeError) Unwrap() error { return e.err }
