@@ -38,8 +38,9 @@ import (
 //
 // The caller is the process at the other end of the Unix socket, from the
 // kernel (SO_PEERCRED, with a pidfd that proves the pid still names it), and
-// its container from that process's cgroups. Nothing in the request says who
-// the caller is.
+// its container from a root-owned cgroup its runtime made, confirmed with the
+// runtime where the server can ask it (identity.go). Nothing in the request
+// says who the caller is.
 //
 // A container's files are private to the calling uid: they go to
 // <output-dir>/containers/<dir>/, where <dir> (mode 0700) and the files

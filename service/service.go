@@ -6,7 +6,8 @@
 // (RecordEvent) into each category's runtime register, through sources that
 // are hwsource.Extenders, and kept in a runtime log in the state directory
 // (see runtime.go). The caller's container is told from the Unix socket's
-// peer credentials and its cgroups (saas.go), never from the request.
+// peer credentials and a cgroup its runtime made (identity.go), never from
+// the request.
 package service
 
 import (
