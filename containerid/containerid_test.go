@@ -52,14 +52,19 @@ func TestParse(t *testing.T) {
 		// Kubernetes with containerd.
 		{"containerd systemd v2", lines("0::/kubepods.slice/kubepods-besteffort.slice/" + podSlice + "/cri-containerd-" + id1 + ".scope"), id1, "containerd"},
 		{"containerd systemd v1", v1("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7e1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/cri-containerd-" + id1 + ".scope"), id1, "containerd"},
-		{"containerd cgroupfs v1", v1("/kubepods/besteffort/pod7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/" + id1), id1, "cgroupfs"},
-		{"containerd cgroupfs v2 guaranteed", lines("0::/kubepods/pod7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/" + id1), id1, "cgroupfs"},
+		{"containerd cgroupfs v1", v1("/kubepods/besteffort/pod7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/" + id1), id1, "kubelet"},
+		{"containerd cgroupfs v2 guaranteed", lines("0::/kubepods/pod7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/" + id1), id1, "kubelet"},
+		{"containerd systemd guaranteed", lines("0::/kubepods.slice/kubepods-pod7e1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/cri-containerd-" + id1 + ".scope"), id1, "containerd"},
+		{"static pod uid", lines("0::/kubepods/burstable/pod0f1e2d3c4b5a69788796a5b4c3d2e1f0/" + id1), id1, "kubelet"},
+		{"kubelet --cgroup-root", lines("0::/ccnp-e2e-0a1b.slice/ccnp-e2e-0a1b-kubepods.slice/ccnp-e2e-0a1b-kubepods-burstable.slice/ccnp-e2e-0a1b-kubepods-burstable-pod2b1c.slice/cri-containerd-" + id1 + ".scope"), id1, "containerd"},
 		// Seen from a server in another cgroup namespace (a pod on cgroup v2).
 		{"containerd v2 other cgroupns", lines("0::/../../kubepods-besteffort.slice/" + podSlice + "/cri-containerd-" + id1 + ".scope"), id1, "containerd"},
 		// A container that makes cgroups of its own below its scope.
 		{"containerd v2 sub-cgroup", lines("0::/kubepods.slice/kubepods-besteffort.slice/" + podSlice + "/cri-containerd-" + id1 + ".scope/init.scope"), id1, "containerd"},
-		// Kind: pods inside a node container that Docker runs.
-		{"kind node v1", v1("/docker/" + id2 + "/kubelet/kubepods/besteffort/pod7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/" + id1), id1, "cgroupfs"},
+		// Kind: pods inside a node container that Docker runs. Seen without
+		// the node's view, the node is the outermost container; a server
+		// in the node knows better (TestNodeKind).
+		{"kind node v1, from outside", v1("/docker/" + id2 + "/kubelet/kubepods/besteffort/pod7e1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d/" + id1), id2, "docker"},
 		{"kind node v2", lines("0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-" + podSlice + "/cri-containerd-" + id1 + ".scope"), id1, "containerd"},
 		// CRI-O.
 		{"cri-o systemd v2", lines("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7e1b2c3d_4e5f_4a6b_8c7d_9e0f1a2b3c4d.slice/crio-" + id1 + ".scope"), id1, "cri-o"},
@@ -70,15 +75,22 @@ func TestParse(t *testing.T) {
 		{"docker systemd v1", v1("/system.slice/docker-" + id1 + ".scope"), id1, "docker"},
 		{"docker cgroupfs v1", v1("/docker/" + id1), id1, "docker"},
 		{"docker cgroupfs v2", lines("0::/docker/" + id1), id1, "docker"},
-		{"docker in docker", v1("/docker/" + id2 + "/docker/" + id1), id1, "docker"},
+		// Outermost: Docker in Docker is the outer container.
+		{"docker in docker", v1("/docker/" + id2 + "/docker/" + id1), id2, "docker"},
 		// Podman (rootless, under the user's systemd).
 		{"podman v2", lines("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-" + id1 + ".scope/container"), id1, "podman"},
-		// containerd without Kubernetes (nerdctl, ctr): /<namespace>/<id>.
-		{"containerd namespace cgroupfs", lines("0::/default/" + id1), id1, "cgroupfs"},
+		{"podman pod", lines("0::/machine.slice/machine-libpod_pod_" + id2 + ".slice/libpod-" + id1 + ".scope/container"), id1, "podman"},
+		{"podman cgroupfs", v1("/libpod_parent/libpod-" + id1), id1, "podman"},
 		// Hybrid: only the v1 controllers name the container.
 		{"hybrid unified at root", lines("3:memory:/docker/"+id1, "2:pids:/docker/"+id1, "1:name=systemd:/docker/"+id1, "0::/"), id1, "docker"},
 		// A path with a colon in it (cgroup names may hold one).
-		{"colon in path", lines("0::/machine.slice/a:b/docker-" + id1 + ".scope"), id1, "docker"},
+		{"colon in path", lines("0::/a:b/kubepods/besteffort/pod2b1c/" + id1), id1, "kubelet"},
+		// Below the container's own cgroup: still the container, whatever
+		// the names there say.
+		{"nested kubelet cgroupfs", lines("0::/kubepods/besteffort/pod2b1c/" + id1 + "/kubepods/besteffort/pod3c4d/" + id2), id1, "kubelet"},
+		{"nested systemd", lines("0::/kubepods.slice/kubepods-besteffort.slice/" + podSlice + "/cri-containerd-" + id1 + ".scope/kubepods.slice/kubepods-besteffort.slice/" + podSlice + "/cri-containerd-" + id2 + ".scope"), id1, "containerd"},
+		{"nested docker", lines("0::/system.slice/docker-" + id1 + ".scope/docker/" + id2), id1, "docker"},
+		{"nested cri-o", v1("/kubepods/burstable/pod2b1c/crio-" + id1 + "/crio-" + id2), id1, "cri-o"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := containerid.Parse(tc.file)
@@ -114,13 +126,30 @@ func TestParseNotInContainer(t *testing.T) {
 		{"upper-case id", lines("0::/docker/" + strings.ToUpper(id1))},
 		{"long id", lines("0::/docker/" + id1 + "0")},
 		{"prefix without id", lines("0::/system.slice/docker-.scope")},
+		// 64 letters, lower case, not hex digits: no runtime makes them.
+		{"non-hex id docker", lines("0::/docker/" + strings.Repeat("g", 64))},
+		{"non-hex id kubelet", lines("0::/kubepods/besteffort/pod2b1c/" + strings.Repeat("z", 64))},
+		{"non-hex id containerd", lines("0::/kubepods.slice/kubepods-besteffort.slice/" + podSlice + "/cri-containerd-" + strings.Repeat("x", 64) + ".scope")},
+		{"non-hex id cri-o", v1("/kubepods/burstable/pod2b1c/crio-" + strings.Repeat("q", 63) + "a")},
+		// Parents no runtime uses.
+		{"containerd namespace cgroupfs", lines("0::/default/" + id1)},
+		{"id anywhere", lines("0::/user.slice/user-1000.slice/session-2.scope/" + id1)},
+		{"docker scope outside system.slice", lines("0::/user.slice/docker-" + id1 + ".scope")},
+		{"scope outside a pod slice", lines("0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-" + id1 + ".scope")},
+		// A pod slice whose name does not continue its parent's.
+		{"inconsistent slices", lines("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-burstable-pod2b1c.slice/cri-containerd-" + id1 + ".scope")},
+		// A kubelet layout that names no container where it should stops
+		// the search: a container no layout names (some other runtime's)
+		// cannot name another below it.
+		{"nested in an unknown container", lines("0::/kubepods/besteffort/pod2b1c/sandbox-x/kubepods/besteffort/pod3c4d/" + id2)},
+		{"pod uid not hex", lines("0::/kubepods/besteffort/podxyz/" + id1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := containerid.Parse(tc.file)
 			if !errors.Is(err, containerid.ErrNotInContainer) {
 				t.Fatalf("Parse = %+v, %v; want ErrNotInContainer", c, err)
 			}
-			if !strings.Contains(err.Error(), "cgroup paths /") {
+			if !strings.Contains(err.Error(), "/") {
 				t.Errorf("the error does not show the cgroup paths: %v", err)
 			}
 		})
@@ -135,6 +164,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"empty", nil, "empty"},
 		{"two containers", lines("4:memory:/docker/"+id1, "0::/system.slice/docker-"+id2+".scope"), "two containers"},
+		{"container and pod", lines("4:memory:/kubepods/besteffort/pod2b1c/"+id1, "3:pids:/kubepods/besteffort/pod2b1c"), "a pod's cgroup"},
 		{"not a cgroup line", lines("memory /docker/" + id1), "not hierarchy:controllers:path"},
 		{"bad hierarchy", lines("x:memory:/docker/" + id1), "not a number"},
 		{"relative path", lines("0::docker/" + id1), "not absolute"},

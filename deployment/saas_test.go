@@ -81,7 +81,7 @@ func TestSAASValues(t *testing.T) {
 	// Nothing else of the host's /sys is writable.
 	for _, vm := range server.VolumeMounts {
 		v := findVolume(spec, vm.Name)
-		if v != nil && v.HostPath != nil && strings.HasPrefix(v.HostPath.Path, "/sys") && v.HostPath.Path != tdxGuest {
+		if v != nil && v.HostPath != nil && strings.HasPrefix(v.HostPath.Path, "/sys") && v.HostPath.Path != tdxGuest && !vm.ReadOnly {
 			t.Errorf("server mounts the host's %s", v.HostPath.Path)
 		}
 	}
@@ -96,8 +96,10 @@ func TestSAASSimulated(t *testing.T) {
 	if m := mountAt(server, "/var/lib/el/"); m == nil || m.ReadOnly {
 		t.Errorf("state directory not mounted read-write: %+v", m)
 	}
+	// Callers are still told by their cgroups: the host's cgroupfs (read
+	// only, TestSAASIdentityMounts) is the one host /sys directory.
 	for _, v := range spec.Volumes {
-		if v.HostPath != nil && strings.HasPrefix(v.HostPath.Path, "/sys") {
+		if v.HostPath != nil && strings.HasPrefix(v.HostPath.Path, "/sys") && v.HostPath.Path != "/sys/fs/cgroup" {
 			t.Errorf("simulated mode mounts the host's %s", v.HostPath.Path)
 		}
 	}
@@ -116,6 +118,8 @@ func TestSAASSchema(t *testing.T) {
 		{"saas.maxEvents=0", "maxEvents"},
 		{"saas.enable=true", "enable"},
 		{"saas.tdxGuest=sys/x", "tdxGuest"},
+		{"saas.criSocket=run/containerd.sock", "criSocket"},
+		{"saas.hostCgroupfs=", "hostCgroupfs"},
 	} {
 		_, err := helm(t, "template", release, chartDir, "--set", tt.set)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -125,5 +129,54 @@ func TestSAASSchema(t *testing.T) {
 	out, err := helm(t, "lint", "--strict", chartDir, "--set", "saas.enabled=true")
 	if err != nil || !strings.Contains(out, "0 chart(s) failed") {
 		t.Errorf("helm lint with saas.enabled: %v\n%s", err, out)
+	}
+}
+
+// TestSAASIdentityMounts: with saas.enabled the server checks callers'
+// cgroups on the host's cgroupfs and asks the node's runtime, both mounted
+// read-only.
+func TestSAASIdentityMounts(t *testing.T) {
+	spec := &render(t, "saas.enabled=true").daemonSet(t).Spec.Template.Spec
+	server := findContainer(t, spec.Containers, "eventlog-server")
+	for _, tc := range []struct{ flag, mountPath, hostPath, typ string }{
+		{"cgroup-root", "/host/sys/fs/cgroup", "/sys/fs/cgroup", "Directory"},
+		{"cri-socket", "/run/containerd/containerd.sock", "/run/containerd/containerd.sock", "Socket"},
+	} {
+		if got, _ := flagValue(server.Args, tc.flag); got != tc.mountPath {
+			t.Errorf("server --%s = %q, want %q", tc.flag, got, tc.mountPath)
+		}
+		m := mountAt(server, tc.mountPath)
+		if m == nil || !m.ReadOnly {
+			t.Errorf("mount at %s: %+v, want read-only", tc.mountPath, m)
+			continue
+		}
+		if v := findVolume(spec, m.Name); v == nil || v.HostPath == nil || v.HostPath.Path != tc.hostPath || v.HostPath.Type != tc.typ {
+			t.Errorf("volume of %s: %+v, want the host's %s (%s)", tc.mountPath, v, tc.hostPath, tc.typ)
+		}
+	}
+
+	// CRI-O's socket; none at all.
+	spec = &render(t, "saas.enabled=true", "saas.criSocket=/run/crio/crio.sock").daemonSet(t).Spec.Template.Spec
+	server = findContainer(t, spec.Containers, "eventlog-server")
+	if got, _ := flagValue(server.Args, "cri-socket"); got != "/run/crio/crio.sock" || mountAt(server, "/run/crio/crio.sock") == nil {
+		t.Errorf("CRI-O: --cri-socket=%q, mount %+v", got, mountAt(server, "/run/crio/crio.sock"))
+	}
+	spec = &render(t, "saas.enabled=true", "saas.criSocket=").daemonSet(t).Spec.Template.Spec
+	server = findContainer(t, spec.Containers, "eventlog-server")
+	if got, _ := flagValue(server.Args, "cri-socket"); got != "none" {
+		t.Errorf("no CRI socket: --cri-socket=%q, want none (the cgroup checks alone)", got)
+	}
+	for _, v := range spec.Volumes {
+		if v.Name == "cri-socket" {
+			t.Errorf("a CRI socket volume without a socket: %+v", v)
+		}
+	}
+
+	// Without saas.enabled, neither.
+	spec = &render(t).daemonSet(t).Spec.Template.Spec
+	for _, v := range spec.Volumes {
+		if v.Name == "cri-socket" || v.Name == "host-cgroupfs" {
+			t.Errorf("volume %s without saas.enabled", v.Name)
+		}
 	}
 }

@@ -422,7 +422,11 @@ func newFakeContainer(layout string) *fakeContainer {
 	var levels []string
 	switch layout {
 	case layoutContainerd:
-		levels = []string{top + ".slice", "kubepods-besteffort.slice", "kubepods-besteffort-pod" + strings.ReplaceAll(pod, "-", "_") + ".slice", "cri-containerd-" + c.id + ".scope"}
+		// As the kubelet's systemd driver names its slices under a
+		// --cgroup-root of top (kind's is "kubelet"): each slice's name
+		// continues its parent's.
+		levels = []string{top + ".slice", top + "-kubepods.slice", top + "-kubepods-besteffort.slice",
+			top + "-kubepods-besteffort-pod" + strings.ReplaceAll(pod, "-", "_") + ".slice", "cri-containerd-" + c.id + ".scope"}
 	case layoutCgroupfs:
 		levels = []string{top, "kubepods", "besteffort", "pod" + pod, c.id}
 	default:

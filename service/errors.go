@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
@@ -69,8 +71,11 @@ type keyConflictError struct{ msg string }
 
 func (e *keyConflictError) Error() string { return e.msg }
 
-// identityError is a caller whose container cannot be told: not over the
-// Unix socket (unauthenticated), or not in a container, not visible, gone.
+// identityError is a caller whose container cannot be told, or that failed
+// a check: not over the Unix socket (unauthenticated); not in a container,
+// not visible, gone, or the server cannot check (FAILED_PRECONDITION); a
+// cgroup its runtime did not make, or a container the runtime does not run
+// it in (PERMISSION_DENIED); the runtime cannot be asked (UNAVAILABLE).
 type identityError struct {
 	unauthenticated bool
 	err             error
@@ -140,9 +145,17 @@ func toStatus(err error) error {
 	case errors.As(err, &keyErr):
 		code = codes.AlreadyExists
 	case errors.As(err, &identityErr):
-		code = codes.FailedPrecondition
-		if identityErr.unauthenticated {
+		var criErr *cri.UnavailableError
+		switch {
+		case identityErr.unauthenticated:
 			code = codes.Unauthenticated
+		case errors.Is(err, containerid.ErrNotRuntimeMade), errors.Is(err, cri.ErrNotRunning), errors.Is(err, errOtherPIDNamespace):
+			code = codes.PermissionDenied
+		case errors.As(err, &criErr):
+			// The server's problem, not the caller's: it may pass.
+			code = codes.Unavailable
+		default:
+			code = codes.FailedPrecondition
 		}
 	case errors.As(err, &extendErr):
 		// The register could not be reached: retrying may work, unless the

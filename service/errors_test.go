@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
@@ -29,6 +31,15 @@ func TestToStatus(t *testing.T) {
 		{&runtimeUnavailableError{kind: eventlog.TDX, err: &runtimelog.CorruptError{Path: "/j", Offset: 9, Record: 2, Reason: "record 2 is damaged"}}, codes.DataLoss,
 			"container-level TDX events are not available on this server: runtime log /j is corrupt at byte 9: record 2 is damaged (move it aside to start a new one; the registers will then disagree with it until the next reboot)"},
 		{errors.New("a bug"), codes.Internal, "a bug"},
+		// Callers whose container cannot be told, or that fail a check.
+		{&identityError{unauthenticated: true, err: errors.New("not over the socket")}, codes.Unauthenticated, "not over the socket"},
+		{&identityError{err: fmt.Errorf("%w: on the host", containerid.ErrNotInContainer)}, codes.FailedPrecondition, "not in a container: on the host"},
+		{&identityError{err: fmt.Errorf("%w: mount it", containerid.ErrCannotCheck)}, codes.FailedPrecondition, "cannot check the cgroup: mount it"},
+		{&identityError{err: fmt.Errorf("%w: x is owned by uid 1000", containerid.ErrNotRuntimeMade)}, codes.PermissionDenied, "not a cgroup a container runtime made: x is owned by uid 1000"},
+		{&identityError{err: fmt.Errorf("%w: exited", cri.ErrNotRunning)}, codes.PermissionDenied, "not a running container: exited"},
+		{&identityError{err: fmt.Errorf("%w: pid:[1] and pid:[2]", errOtherPIDNamespace)}, codes.PermissionDenied, "the calling process is not in the container's PID namespace: pid:[1] and pid:[2]"},
+		{&identityError{err: &cri.UnavailableError{Socket: "/run/containerd/containerd.sock", Err: errors.New("connection refused")}}, codes.Unavailable, "the container runtime at /run/containerd/containerd.sock cannot be asked: connection refused"},
+		{&identityError{err: fmt.Errorf("%w: no pid", cri.ErrUnsupported)}, codes.FailedPrecondition, "the runtime does not say which process a container runs: no pid"},
 	} {
 		st := status.Convert(toStatus(tc.err))
 		if st.Code() != tc.code || st.Message() != tc.msg {

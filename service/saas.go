@@ -38,8 +38,9 @@ import (
 //
 // The caller is the process at the other end of the Unix socket, from the
 // kernel (SO_PEERCRED, with a pidfd that proves the pid still names it), and
-// its container from that process's cgroups. Nothing in the request says who
-// the caller is.
+// its container from a root-owned cgroup its runtime made, confirmed with the
+// runtime where the server can ask it (identity.go). Nothing in the request
+// says who the caller is.
 //
 // A container's files are private to the calling uid: they go to
 // <output-dir>/containers/<dir>/, where <dir> (mode 0700) and the files
@@ -66,6 +67,7 @@ func (s *Service) openRuntime(opts Options) error {
 	if o.StateDir == "" {
 		return errors.New("the server runs without a state directory (--state-dir)")
 	}
+	s.ident = newIdentifier(opts.Identity, o.ProcRoot, s.log)
 	dir, err := runtimelog.OpenDir(o.StateDir)
 	if err != nil {
 		s.log.Error("container-level events off", "err", err)
@@ -114,30 +116,41 @@ func (s *Service) containerDir(c *caller) string {
 	return hex.EncodeToString(m.Sum(nil))[:32]
 }
 
-// identify finds the calling process and its container.
+// identify finds the calling process and its container. A caller that
+// cannot be told, or fails a check, is refused and logged with its pid and
+// uid.
 func (s *Service) identify(ctx context.Context) (*caller, error) {
 	a, ok := peercred.FromContext(ctx)
 	if !ok {
 		return nil, &identityError{unauthenticated: true, err: errors.New("container-level requests must come over the server's Unix socket, whose peer credentials say who calls")}
 	}
-	if a.PID == 0 {
-		return nil, &identityError{err: fmt.Errorf("the calling process (uid %d) runs in a PID namespace this server cannot see, so its container cannot be told: run the server in the host's PID namespace (hostPID: true)", a.UID)}
+	if s.ident == nil {
+		return nil, &identityError{err: errors.New("container-level events are off on this server (its start-up log says why)")}
 	}
-	ctr, err := containerid.OfProcess(s.rtOpts.ProcRoot, a.PID)
+	if a.PID == 0 {
+		return nil, s.refuse(a, fmt.Errorf("the calling process (uid %d) runs in a PID namespace this server cannot see, so its container cannot be told: run the server in the host's PID namespace (hostPID: true)", a.UID))
+	}
+	ctr, err := s.ident.container(ctx, a.PID)
 	// Only now is it known that what was read belongs to the caller: its
 	// pid cannot have been reused while it still runs.
 	if aerr := a.Alive(); aerr != nil {
-		return nil, &identityError{err: fmt.Errorf("process %d: %w", a.PID, aerr)}
+		return nil, s.refuse(a, fmt.Errorf("process %d: %w", a.PID, aerr))
 	}
 	switch {
+	case err == nil:
+		return &caller{pid: a.PID, uid: a.UID, gid: a.GID, container: ctr}, nil
 	case errors.Is(err, containerid.ErrNotInContainer):
-		return nil, &identityError{err: fmt.Errorf("container-level (SAAS) event logs belong to containers, and the calling process is in none: %w", err)}
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, &identityError{err: fmt.Errorf("the calling process %d is not under %s, though it runs: the server does not see the host's processes (it needs hostPID: true, and --proc-root the host's /proc): %w", a.PID, s.rtOpts.ProcRoot, err)}
-	case err != nil:
-		return nil, &identityError{err: err}
+		err = fmt.Errorf("container-level (SAAS) event logs belong to containers, and the calling process is in none: %w", err)
+	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, containerid.ErrCannotCheck):
+		err = fmt.Errorf("the calling process %d is not under %s, though it runs: the server does not see the host's processes (it needs hostPID: true, and --proc-root the host's /proc): %w", a.PID, s.rtOpts.ProcRoot, err)
 	}
-	return &caller{pid: a.PID, uid: a.UID, gid: a.GID, container: ctr}, nil
+	return nil, s.refuse(a, err)
+}
+
+// refuse logs a caller that cannot be told or failed a check.
+func (s *Service) refuse(a *peercred.AuthInfo, err error) error {
+	s.log.Warn("container-level caller refused", "pid", a.PID, "uid", a.UID, "err", err)
+	return &identityError{err: err}
 }
 
 // runtimeFor returns the category's runtime log, opened.

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
@@ -57,7 +58,12 @@ type runtimeEnv struct {
 	outDir   string
 	proc     string
 	tdxState string
-	opts     service.RuntimeOptions
+	// cgroup is the cgroup v2 hierarchy the server sees: a directory
+	// standing for the node's /sys/fs/cgroup, where setCgroup makes each
+	// caller's cgroup as its runtime would (owned by root).
+	cgroup string
+	opts   service.RuntimeOptions
+	ident  service.IdentityOptions
 	// zeroBasedStart is service.Options.ZeroBasedStart.
 	zeroBasedStart bool
 	// logs receives the servers' logs when set.
@@ -80,6 +86,16 @@ func newRuntimeEnv(t *testing.T) *runtimeEnv {
 		tdxState: filepath.Join(dir, "tdx-rtmrs.json"),
 	}
 	e.opts = service.RuntimeOptions{StateDir: e.state, ProcRoot: e.proc}
+	e.cgroup = filepath.Join(dir, "cgroup")
+	if err := os.Mkdir(e.cgroup, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The server runs at the hierarchy's root, as on a host.
+	node, err := containerid.NewNode(e.cgroup, []byte("30 1 0:30 / "+e.cgroup+" rw,relatime - cgroup2 cgroup2 rw\n"), []byte("0::/\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ident = service.IdentityOptions{Node: node}
 	return e
 }
 
@@ -92,6 +108,28 @@ func (e *runtimeEnv) setCgroup(t *testing.T, pid int, content string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	e.linkNamespaces(t, pid)
+	for line := range strings.Lines(content) {
+		_, path, _ := strings.Cut(strings.TrimSpace(line), "::")
+		if err := os.MkdirAll(filepath.Join(e.cgroup, path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// linkNamespaces gives the fake /proc/<pid> the real process's namespaces,
+// for the runtime check.
+func (e *runtimeEnv) linkNamespaces(t *testing.T, pid int) {
+	t.Helper()
+	dir := filepath.Join(e.proc, strconv.Itoa(pid))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "ns")); err != nil {
+		if err := os.Symlink(fmt.Sprintf("/proc/%d/ns", pid), filepath.Join(dir, "ns")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -131,6 +169,7 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 		Limits:    service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 		Logger:    slog.New(slog.NewTextHandler(cmp.Or(e.logs, io.Discard), nil)),
 		Runtime:   e.opts,
+		Identity:  e.ident,
 
 		ZeroBasedStart: e.zeroBasedStart,
 	})

@@ -6,7 +6,8 @@
 // (RecordEvent) into each category's runtime register, through sources that
 // are hwsource.Extenders, and kept in a runtime log in the state directory
 // (see runtime.go). The caller's container is told from the Unix socket's
-// peer credentials and its cgroups (saas.go), never from the request.
+// peer credentials and a cgroup its runtime made (identity.go), never from
+// the request.
 package service
 
 import (
@@ -33,6 +34,9 @@ type Options struct {
 	// Runtime configures container-level events; they are off without a
 	// state directory.
 	Runtime RuntimeOptions
+	// Identity configures how container-level callers' containers are
+	// told (identity.go).
+	Identity IdentityOptions
 	// ZeroBasedStart makes start_position count the events to skip, as the
 	// upstream server did, instead of numbering the first event (paging.go).
 	ZeroBasedStart bool
@@ -52,6 +56,7 @@ type Service struct {
 	rtDir   *runtimelog.Dir // nil when they are off
 	saasOut *outDir         // per-container files, under OutputDir/containers
 	saasKey []byte          // names the per-container directories
+	ident   *identifier     // tells callers' containers
 	// keyLocks serialize the records of one idempotency key across
 	// categories (saas.go), striped so that other keys rarely wait.
 	keyLocks [64]sync.Mutex

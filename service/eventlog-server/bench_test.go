@@ -226,15 +226,20 @@ func BenchmarkRecordEvent(b *testing.B) {
 	proc := b.TempDir()
 	self := filepath.Join(proc, strconv.Itoa(os.Getpid()))
 	os.MkdirAll(self, 0o755)
+	// Real cgroups, made by root, as the server checks.
+	top := "/ccnp-eventlog-bench-" + strconv.Itoa(os.Getpid()) + "/docker/"
+	for c := range 100 {
+		makeCgroupV2(b, top+fmt.Sprintf("%064x", c+1))
+	}
 	as := func(c int) {
-		id := fmt.Sprintf("%064x", c+1)
-		if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::/system.slice/docker-"+id+".scope\n"), 0o644); err != nil {
+		id := fmt.Sprintf("%064x", c%100+1)
+		if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::"+top+id+"\n"), 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
 	run := func(b *testing.B, req func(i int) *eventlogpb.RecordEventRequest, before func(i int)) {
 		as(0)
-		s := startServer(b, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_RUNTIME_MAX_BYTES=1073741824", "EVENTLOG_SAAS_MAX_DIR_BYTES=1073741824")
+		s := startServer(b, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_RUNTIME_MAX_BYTES=1073741824", "EVENTLOG_SAAS_MAX_DIR_BYTES=1073741824", "EVENTLOG_CRI_SOCKET=none")
 		client := s.clients(b, 1)[0]
 		before(-1) // the first call opens the runtime log
 		if _, err := client.RecordEvent(context.Background(), req(-1)); err != nil {

@@ -24,10 +24,14 @@ func TestRecord(t *testing.T) {
 	proc := t.TempDir()
 	self := filepath.Join(proc, strconv.Itoa(os.Getpid()))
 	os.MkdirAll(self, 0o755)
-	if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::/system.slice/docker-"+id+".scope\n"), 0o644); err != nil {
+	// The server checks that the cgroup is a real one, made by root: make
+	// it in this machine's cgroup v2 hierarchy (no process moves in).
+	cgroup := "/ccnp-eventlog-test-" + strconv.Itoa(os.Getpid()) + "/docker/" + id
+	makeCgroupV2(t, cgroup)
+	if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::"+cgroup+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, "EVENTLOG_PROC_ROOT="+proc)
+	s := startServer(t, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_CRI_SOCKET=none")
 
 	var out bytes.Buffer
 	if code := record([]string{"--socket", s.socket, "--data", "config v1"}, nil, &out); code != 0 {
@@ -94,6 +98,39 @@ func TestRecord(t *testing.T) {
 	}
 }
 
+// makeCgroupV2 makes cgroup path in this machine's writable cgroup v2
+// hierarchy, removed when the test ends.
+func makeCgroupV2(t testing.TB, path string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("making a cgroup needs root")
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mount string
+	for line := range strings.Lines(string(b)) {
+		left, right, _ := strings.Cut(line, " - ")
+		if lf, rf := strings.Fields(left), strings.Fields(right); len(lf) >= 6 && len(rf) > 0 && rf[0] == "cgroup2" && lf[3] == "/" && strings.HasPrefix(lf[5], "rw") {
+			mount = lf[4]
+			break
+		}
+	}
+	if mount == "" {
+		t.Skip("no writable cgroup v2 hierarchy is mounted")
+	}
+	top := filepath.Join(mount, strings.Split(path, "/")[1])
+	if err := os.MkdirAll(filepath.Join(mount, path), 0o755); err != nil {
+		t.Skipf("cannot make cgroups here: %v", err)
+	}
+	t.Cleanup(func() {
+		for d := filepath.Join(mount, path); strings.HasPrefix(d, top); d = filepath.Dir(d) {
+			os.Remove(d)
+		}
+	})
+}
+
 // TestRecordRetries: record retries a call the server could not take (no
 // server yet on the socket) with its key until the server is up, a key
 // given again returns the first outcome, and what retrying cannot fix is
@@ -103,7 +140,9 @@ func TestRecordRetries(t *testing.T) {
 	proc := t.TempDir()
 	self := filepath.Join(proc, strconv.Itoa(os.Getpid()))
 	os.MkdirAll(self, 0o755)
-	if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::/system.slice/docker-"+id+".scope\n"), 0o644); err != nil {
+	cgroup := "/ccnp-eventlog-test-" + strconv.Itoa(os.Getpid()) + "/docker/" + id
+	makeCgroupV2(t, cgroup)
+	if err := os.WriteFile(filepath.Join(self, "cgroup"), []byte("0::"+cgroup+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("", "rec")
@@ -135,7 +174,7 @@ func TestRecordRetries(t *testing.T) {
 		t.Fatalf("record ended (exit %d) before the server was up", code)
 	default:
 	}
-	s := startServer(t, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_SOCKET="+socket)
+	s := startServer(t, "EVENTLOG_PROC_ROOT="+proc, "EVENTLOG_SOCKET="+socket, "EVENTLOG_CRI_SOCKET=none")
 	select {
 	case code := <-done:
 		if code != 0 {

@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
@@ -38,6 +40,8 @@ type serveConfig struct {
 	simKernel  string
 	simTPM     simulator.TPMConfig
 	runtime    service.RuntimeOptions
+	identity   service.IdentityOptions
+	criSocket  string
 	zeroBased  bool
 }
 
@@ -71,6 +75,8 @@ func runServe(args []string) int {
 	fs.StringVar(&c.simTDX.StateFile, "sim-tdx-state", "", "simulated hardware: file keeping the simulated RTMRs across restarts, as a real TD keeps them while servers come and go (empty: every start is a new simulated boot)")
 	fs.StringVar(&c.runtime.StateDir, "state-dir", "/var/lib/ccnp-eventlog", "directory of the runtime logs of container-level (SAAS) events; it must survive server restarts (a host directory). Empty turns container-level events off")
 	fs.StringVar(&c.runtime.ProcRoot, "proc-root", "/proc", "proc filesystem the callers' cgroups are read from, to tell their containers; in a pod it must show the host's processes (hostPID)")
+	fs.StringVar(&c.identity.CgroupRoot, "cgroup-root", "/sys/fs/cgroup", "where the node's cgroup hierarchies are mounted, to check that a caller's container cgroup is one its runtime made (root-owned); in a pod, the host's /sys/fs/cgroup mounted read-only (hostPath), not the pod's own")
+	fs.StringVar(&c.criSocket, "cri-socket", "", "the node's CRI socket, to confirm a caller's container with its runtime (containerd, CRI-O); empty: the first of "+strings.Join(cri.DefaultSockets, ", ")+" that exists under --root or /; \"none\": cgroup checks alone")
 	fs.IntVar(&c.runtime.MaxEvents, "saas-max-events", service.DefaultMaxEvents, "most container-level events one container may record")
 	fs.Int64Var(&c.runtime.MaxBytes, "saas-max-bytes", service.DefaultMaxBytes, "most bytes of event data one container may record in all")
 	fs.IntVar(&c.runtime.MaxEventSize, "saas-max-event-size", service.DefaultMaxEventSize, "most bytes of data in one container-level event")
@@ -144,6 +150,21 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 	return nil, nil, fmt.Errorf("--hwsource must be host or simulated, not %q", c.hwsource)
 }
 
+// containerRuntime is the CRI client --cri-socket names, or finds; nil
+// when there is none.
+func containerRuntime(c serveConfig) (*cri.Client, error) {
+	socket := c.criSocket
+	switch socket {
+	case "none":
+		return nil, nil
+	case "":
+		if socket = cri.FindSocket(c.root); socket == "" {
+			return nil, nil
+		}
+	}
+	return cri.New(socket)
+}
+
 func serve(c serveConfig, logger *slog.Logger) error {
 	mode, err := strconv.ParseUint(c.socketMode, 8, 32)
 	if err != nil || mode > 0o777 {
@@ -154,7 +175,17 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, ZeroBasedStart: c.zeroBased})
+	if c.runtime.StateDir != "" {
+		rt, err := containerRuntime(c)
+		if err != nil {
+			return err
+		}
+		if rt != nil {
+			defer rt.Close()
+			c.identity.Runtime = rt
+		}
+	}
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased})
 	if err != nil {
 		return err
 	}
