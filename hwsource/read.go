@@ -32,14 +32,15 @@ func hostPath(root, path string) string {
 }
 
 // readLimited reads a whole file, failing if it holds more than limit bytes:
-// an event log, a CCEL table, an RTMR or the boot ID. sysfs and securityfs
-// files report a size of 0 or 4096 whatever they hold, so the size is
-// learned by reading, never from stat.
+// an event log, a CCEL table, an RTMR or the boot ID. It reads regular files
+// only, without blocking: a FIFO, device or directory at the path is a
+// *boundedread.FileTypeError, and a file larger than limit a
+// *boundedread.TooLargeError, both naming the path.
 func readLimited(path string, limit int64) ([]byte, error) {
 	b, err := boundedread.ReadFile(path, limit)
 	var tooLarge *boundedread.TooLargeError
 	if errors.As(err, &tooLarge) {
-		return nil, fmt.Errorf("%s %v, far more than such a file has: wrong file?", path, err)
+		return nil, fmt.Errorf("%s %w, far more than such a file has: wrong file?", path, err)
 	}
 	return b, err
 }

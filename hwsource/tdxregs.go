@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 	"github.com/ccnp-eventlog/ccnp-eventlog/tdxquote"
 )
 
@@ -187,7 +188,7 @@ func OpenReportDevice(path string) (ReportDevice, error) {
 		}
 		return &socketReportDevice{conn: c.(*net.UnixConn)}, nil
 	}
-	return nil, fmt.Errorf("%w: %s is a %s, not the tdx_guest device", ErrNotAvailable, path, fileKind(fi.Mode()))
+	return nil, fmt.Errorf("%w: %s is a %s, not the tdx_guest device", ErrNotAvailable, path, boundedread.TypeName(fi.Mode()))
 }
 
 // tdxGuest is /dev/tdx_guest, asked through its ioctl.

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 )
 
 // The stage subcommand runs as the DaemonSet's init container. The kernel
@@ -162,7 +163,13 @@ func stage(opts stageOptions, log *slog.Logger) error {
 // longer be allowed to open for writing once it belongs to uid 1000. The
 // returned error wraps fs.ErrNotExist only when src does not exist.
 func copyFile(src, dst string, opts stageOptions) (int64, error) {
-	in, err := os.Open(src)
+	// Opened without blocking and checked on the descriptor: a FIFO or a
+	// device at src is refused instead of hanging the init container.
+	in, err := boundedread.Open(src, os.O_RDONLY, 0, "a regular file")
+	var typeErr *boundedread.FileTypeError
+	if errors.As(err, &typeErr) {
+		return 0, err
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
@@ -173,11 +180,6 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 		return 0, fmt.Errorf("cannot open %s: %w", src, unwrapPath(err))
 	}
 	defer in.Close()
-	if fi, err := in.Stat(); err != nil {
-		return 0, fmt.Errorf("cannot stat %s: %w", src, unwrapPath(err))
-	} else if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s is not a regular file (%s)", src, fi.Mode().Type())
-	}
 
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
