@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,6 +16,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/tdxquote"
@@ -106,6 +108,17 @@ type extendError struct {
 func (e *extendError) Error() string { return e.err.Error() }
 func (e *extendError) Unwrap() error { return e.err }
 
+// sourceTimeoutError is a source whose read has not finished in the time
+// requests wait for it: a hung file system or device.
+type sourceTimeoutError struct {
+	source string
+	after  time.Duration
+}
+
+func (e *sourceTimeoutError) Error() string {
+	return fmt.Sprintf("reading the %s has not finished after %s: the source does not answer (a hung file system or device?)", e.source, e.after)
+}
+
 // toStatus maps every error the service can meet to its gRPC status, in one
 // place. The message is the error's own, which names what was wrong and where;
 // no error leaves the service as codes.Unknown.
@@ -130,6 +143,9 @@ func toStatus(err error) error {
 		extendErr   *extendError
 		corruptErr  *runtimelog.CorruptError
 		quoteErr    *tdxquote.Error
+		typeErr     *boundedread.FileTypeError
+		tooLargeErr *boundedread.TooLargeError
+		timeoutErr  *sourceTimeoutError
 	)
 	code := codes.Internal
 	switch {
@@ -182,6 +198,13 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.As(err, &formatErr), errors.As(err, &tableErr):
 		code = codes.DataLoss
+	case errors.As(err, &typeErr), errors.As(err, &tooLargeErr):
+		// A FIFO, device or directory where a log should be, or a file
+		// far larger than any log: the node is set up wrong, and nothing
+		// was found corrupt (the file was not read), so not DATA_LOSS.
+		code = codes.FailedPrecondition
+	case errors.As(err, &timeoutErr):
+		code = codes.Unavailable
 	case errors.Is(err, fs.ErrNotExist):
 		code = codes.FailedPrecondition
 	case errors.Is(err, fs.ErrPermission):

@@ -3,7 +3,9 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -11,6 +13,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 )
@@ -30,6 +33,9 @@ func TestToStatus(t *testing.T) {
 		{&extendError{uncertain: true, err: errors.New("still pending")}, codes.Unavailable, "still pending"},
 		{&runtimeUnavailableError{kind: eventlog.TDX, err: &runtimelog.CorruptError{Path: "/j", Offset: 9, Record: 2, Reason: "record 2 is damaged"}}, codes.DataLoss,
 			"container-level TDX events are not available on this server: runtime log /j is corrupt at byte 9: record 2 is damaged (move it aside to start a new one; the registers will then disagree with it until the next reboot)"},
+		{fmt.Errorf("reading: %w", &boundedread.FileTypeError{Path: "/sys/x", Type: fs.ModeNamedPipe, Want: "a regular file"}), codes.FailedPrecondition, "reading: /sys/x is a named pipe, not a regular file"},
+		{fmt.Errorf("/sys/x %w, wrong file?", &boundedread.TooLargeError{Path: "/sys/x", Limit: 5}), codes.FailedPrecondition, "/sys/x holds more than 5 bytes, wrong file?"},
+		{&sourceTimeoutError{source: "TPM log", after: time.Minute}, codes.Unavailable, "reading the TPM log has not finished after 1m0s: the source does not answer (a hung file system or device?)"},
 		{errors.New("a bug"), codes.Internal, "a bug"},
 		// Callers whose container cannot be told, or that fail a check.
 		{&identityError{unauthenticated: true, err: errors.New("not over the socket")}, codes.Unauthenticated, "not over the socket"},

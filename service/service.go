@@ -11,6 +11,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
@@ -40,7 +42,20 @@ type Options struct {
 	// ZeroBasedStart makes start_position count the events to skip, as the
 	// upstream server did, instead of numbering the first event (paging.go).
 	ZeroBasedStart bool
+	// SourceRetry is how long a failed read of a source is remembered
+	// (and answered with) before the source is read again (--health-retry);
+	// zero is DefaultSourceRetry.
+	SourceRetry time.Duration
 }
+
+// DefaultSourceRetry is Options.SourceRetry's default, --health-retry's.
+const DefaultSourceRetry = 10 * time.Second
+
+// sourceReadTimeout bounds how long requests wait for a source's first read
+// (the boot log, and the runtime log's check against the register, which
+// has a minute of its own). Reads of regular files and kernel attributes
+// take milliseconds; only a hung file system or device takes this long.
+const sourceReadTimeout = 2 * time.Minute
 
 // Service implements eventlogpb.EventlogServer.
 type Service struct {
@@ -79,8 +94,9 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 		return nil, err
 	}
 	rtOff := s.openRuntime(opts)
+	retry := cmp.Or(opts.SourceRetry, DefaultSourceRetry)
 	for cat, src := range sources {
-		c := &logCache{src: src, rtOff: rtOff}
+		c := &logCache{src: src, rtOff: rtOff, retry: retry, readTimeout: sourceReadTimeout}
 		if ext, ok := src.(hwsource.Extender); ok && rtOff == nil {
 			c.rt = &runtimeLog{src: ext, kind: src.Kind(), index: runtimeRegister(src.Kind()), dir: s.rtDir, opts: &s.rtOpts, log: s.log, paas: &c.parsed}
 		} else if rtOff == nil {
@@ -106,19 +122,43 @@ func (s *Service) Close() error {
 }
 
 // logCache holds a category's parsed log. Firmware logs do not change after
-// boot, so a log is read once; a failed read is not cached, so a source that
-// appears later (staged by an init container, a permission fixed) is picked up.
+// boot, so a log is read once. A failed read is remembered for retry and
+// answered from memory, then the source is read again, so a source that
+// appears later (staged by an init container, a permission fixed) is picked
+// up, at most one read per retry.
+//
+// One goroutine reads a source at a time, and no lock is held while it
+// does: requests wait for its result on their own deadline, and for at
+// most sourceReadTimeout. A read that never returns (a hung file system)
+// keeps its one goroutine and is answered as timed out (a failure like any
+// other); it blocks neither other categories nor anything else.
 //
 // With container-level events, the log is the boot log followed by every
 // runtime event recorded since boot: rt publishes a new one with each event.
 type logCache struct {
-	src    hwsource.Source
-	mu     sync.Mutex
-	parsed atomic.Pointer[parsedLog]
+	src         hwsource.Source
+	parsed      atomic.Pointer[parsedLog]
+	retry       time.Duration // how long a failure is remembered
+	readTimeout time.Duration // how long requests wait for a read
+
+	// mu guards the fields below; it is never held across a read.
+	mu          sync.Mutex
+	reading     *sourceRead // the read in flight, if any
+	failed      error       // the last read's error, answered until failedUntil
+	failedUntil time.Time
+
 	// rt keeps the category's container-level events; nil when they are
 	// off, and rtOff says why.
 	rt    *runtimeLog
 	rtOff error
+}
+
+// sourceRead is one read of a source; done is closed when p or err is set.
+type sourceRead struct {
+	done     chan struct{}
+	deadline time.Time
+	p        *parsedLog
+	err      error
 }
 
 type parsedLog struct {
@@ -135,11 +175,73 @@ func (c *logCache) get(ctx context.Context) (*parsedLog, error) {
 	if p := c.parsed.Load(); p != nil {
 		return p, nil
 	}
+	r, err := c.read()
+	if err != nil {
+		return nil, err
+	}
+	wait := time.NewTimer(time.Until(r.deadline))
+	defer wait.Stop()
+	select {
+	case <-r.done:
+		return r.p, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-wait.C:
+		return nil, c.timedOut(r)
+	}
+}
+
+// read returns the read in flight, starting one unless the last failure is
+// still to be remembered (it is returned instead).
+func (c *logCache) read() (*sourceRead, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.parsed.Load(); p != nil {
-		return p, nil
+	if r := c.reading; r != nil {
+		return r, nil
 	}
+	if p := c.parsed.Load(); p != nil { // a read finished since get looked
+		r := &sourceRead{done: make(chan struct{}), p: p}
+		close(r.done)
+		return r, nil
+	}
+	if c.failed != nil && time.Now().Before(c.failedUntil) {
+		return nil, c.failed
+	}
+	r := &sourceRead{done: make(chan struct{}), deadline: time.Now().Add(c.readTimeout)}
+	c.reading = r
+	go c.load(r)
+	return r, nil
+}
+
+// load reads and parses the source, publishes the result and ends the read.
+// Its context is its own: whoever's request started it may go away, while
+// others wait for it.
+func (c *logCache) load(r *sourceRead) {
+	ctx, cancel := context.WithDeadline(context.Background(), r.deadline)
+	defer cancel()
+	r.p, r.err = c.parse(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reading = nil
+	if r.err != nil {
+		c.failed, c.failedUntil = r.err, time.Now().Add(c.retry)
+	}
+	close(r.done)
+}
+
+// timedOut is the answer to a request that waited for r past its deadline;
+// the read keeps its goroutine until it returns, and no other starts.
+func (c *logCache) timedOut(r *sourceRead) error {
+	err := &sourceTimeoutError{source: c.src.Name(), after: c.readTimeout}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reading == r {
+		c.failed, c.failedUntil = err, time.Now().Add(c.retry)
+	}
+	return err
+}
+
+func (c *logCache) parse(ctx context.Context) (*parsedLog, error) {
 	raw, err := c.src.ReadLog(ctx)
 	if err != nil {
 		return nil, err
@@ -364,19 +466,30 @@ func validateCategory(c eventlogpb.CATEGORY) error {
 }
 
 // Check reads and parses every source's log, for health and start-up logs.
-// It reports whether at least one source works.
+// It reports whether at least one source works, as soon as one does: the
+// sources are read at once, and one that is slow to answer (or never does)
+// holds back neither the others nor health. Each result is logged when it
+// comes.
 func (s *Service) Check(ctx context.Context) bool {
-	ok := false
+	results := make(chan bool, len(s.logs))
 	for cat, c := range s.logs {
-		p, err := c.get(ctx)
-		if err != nil {
-			s.log.Warn("source unavailable", "category", cat.String(), "source", c.src.Name(), "err", err)
-			continue
-		}
-		ok = true
-		s.log.Info("source ready", "category", cat.String(), "source", p.source, "simulated", c.src.Simulated(), "events", len(p.log.Events))
+		go func() {
+			p, err := c.get(ctx)
+			if err != nil {
+				s.log.Warn("source unavailable", "category", cat.String(), "source", c.src.Name(), "err", err)
+				results <- false
+				return
+			}
+			s.log.Info("source ready", "category", cat.String(), "source", p.source, "simulated", c.src.Simulated(), "events", len(p.log.Events))
+			results <- true
+		}()
 	}
-	return ok
+	for range s.logs {
+		if <-results {
+			return true
+		}
+	}
+	return false
 }
 
 // cannotExtend says why a source that is not an Extender cannot record

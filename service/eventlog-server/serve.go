@@ -66,7 +66,7 @@ func runServe(args []string) int {
 	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
-	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "while no source works, how often to check again")
+	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "how often a source that failed is read again (until then, requests get its error from memory)")
 	seed := fs.Int64("sim-seed", 1, "simulated hardware: seed of the synthetic logs")
 	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
 	fs.IntVar(&c.simTPM.Events, "sim-tpm-events", simulator.DefaultTPMEvents, "simulated hardware: events in the TPM log")
@@ -185,7 +185,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
 	if err != nil {
 		return err
 	}
