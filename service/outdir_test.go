@@ -1,8 +1,11 @@
 package service
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,5 +54,59 @@ func TestConcurrentPutsOfOneFile(t *testing.T) {
 	defer d.mu.Unlock()
 	if d.total != onDisk || len(d.files) != len(entries) {
 		t.Errorf("the directory counts %d bytes in %d files; %d bytes in %d files are on disk", d.total, len(d.files), onDisk, len(entries))
+	}
+}
+
+// TestSizeLimitEvictsLeastRecentlyUsed: files each well under the limit, so
+// only the directory's total can refuse one. While every file is younger
+// than the minimum lifetime, a file past the total is refused; once they are
+// older, the least recently handed out make room, and what is on disk stays
+// within the limit.
+func TestSizeLimitEvictsLeastRecentlyUsed(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openOutDir(dir, DirLimits{MaxBytes: 100 << 10, MaxAge: time.Hour, MinLifetime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	d.now = func() time.Time { return now }
+	content := make([]byte, 30<<10) // three fit, a fourth does not
+	put := func(name string) error {
+		t.Helper()
+		_, err := d.put(filePrefix+name, content)
+		return err
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if err := put(name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		now = now.Add(time.Second)
+	}
+	if err := put("d"); !errors.Is(err, errDirFull) {
+		t.Fatalf("a fourth file while the first three are young: %v, want errDirFull", err)
+	}
+	// Past the minimum lifetime, "a" is handed out again: "b" is now the
+	// least recently used, and goes for "d".
+	now = now.Add(2 * time.Minute)
+	if _, ok := d.reuse(filePrefix + "a"); !ok {
+		t.Fatal("a is gone")
+	}
+	now = now.Add(time.Second)
+	if err := put("d"); err != nil {
+		t.Fatalf("a fourth file once the others are past their minimum lifetime: %v", err)
+	}
+	var onDisk int64
+	var names []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		fi, _ := e.Info()
+		onDisk += fi.Size()
+		names = append(names, strings.TrimPrefix(e.Name(), filePrefix))
+	}
+	if onDisk > 100<<10 {
+		t.Errorf("%d bytes on disk, past the %d-byte limit", onDisk, 100<<10)
+	}
+	if want := []string{"a", "c", "d"}; !slices.Equal(names, want) {
+		t.Errorf("the directory holds %v, want %v (b was the least recently handed out)", names, want)
 	}
 }
