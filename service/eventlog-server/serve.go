@@ -213,7 +213,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(c.socket)
+	defer lis.Close() // and the socket with it, if it is still this server's
 	g, hs := svc.NewGRPCServer(c.connOpts.ServerOptions()...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
