@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
@@ -413,6 +415,38 @@ func TestInlineLimit(t *testing.T) {
 			t.Errorf("%v: the file's %d bytes do not match the reply's digest", format, len(b))
 		}
 	}
+}
+
+// TestLogSizeLimits: a log past the size the host backends read (8 MiB, 8
+// times the largest real logs: memory stays bounded whatever is accepted)
+// is refused naming the path and the limit; one at the limit is served.
+func TestLogSizeLimits(t *testing.T) {
+	const limit = 8 << 20
+	h := newHostTree(t, "", "")
+	event := eventlog.AppendLegacyEvent(nil, 0, eventlog.EvAction, make([]byte, 20), nil)
+	write := func(path string, b []byte) {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tpmLog := bytes.Repeat(event, limit/len(event))
+	write(h.tpm, tpmLog)
+	table := (&ccel.Table{CCType: ccel.TypeTDX, LAML: limit + 1}).Marshal()
+	write(filepath.Join(h.root, hwsource.CCELTablePath), table)
+	write(h.tdx, bytes.Repeat([]byte{0xFF}, 64))
+	s := start(t, h.root, nil)
+	r, err := s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: eventlogpb.CATEGORY_TPM_EVENTLOG, Format: eventlogpb.FORMAT_TCG_RAW, StartPosition: 1, Count: 1})
+	if err != nil || r.TotalEvents != uint32(limit/len(event)-1) {
+		t.Fatalf("a log at the limit: %v %v", r, err)
+	}
+	_, err = s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: eventlogpb.CATEGORY_TDX_EVENTLOG})
+	wantCode(t, err, codes.DataLoss, "LAML", "8388608", filepath.Join(h.root, hwsource.CCELTablePath))
+
+	write(h.tpm, append(tpmLog, event...))
+	s = start(t, h.root, nil)
+	_, err = s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: eventlogpb.CATEGORY_TPM_EVENTLOG})
+	wantCode(t, err, codes.FailedPrecondition, h.tpm, "8388608")
 }
 
 func TestUnwritableOutputDirIsInternal(t *testing.T) {
