@@ -88,9 +88,10 @@ type Service struct {
 
 // DefaultMaxInlineBytes is the default bound of an inline reply's content:
 // what a gRPC client receives in one message unless told otherwise (grpc-go's
-// default receive limit), so that a larger reply is refused by the server
-// with a reason, rather than by the client's library.
-const DefaultMaxInlineBytes = 4 << 20
+// default receive limit, 4 MiB), less room for the reply's other fields, so
+// that a larger reply is refused by the server with a reason, rather than by
+// the client's library.
+const DefaultMaxInlineBytes = 4<<20 - 64<<10
 
 // New returns a service serving the given sources. A category without a
 // source answers FAILED_PRECONDITION.
