@@ -28,7 +28,7 @@ type gatedSource struct {
 	reads atomic.Int32
 }
 
-func (g *gatedSource) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+func (g *gatedSource) ReadLog(ctx context.Context) (hwsource.Log, error) {
 	g.reads.Add(1)
 	<-g.gate // like a read(2) that does not return: ctx cannot cut it short
 	return g.Source.ReadLog(ctx)

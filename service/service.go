@@ -268,19 +268,11 @@ func (c *logCache) timedOut(r *sourceRead) error {
 }
 
 func (c *logCache) parse(ctx context.Context) (*parsedLog, error) {
-	raw, err := c.src.ReadLog(ctx)
+	read, err := c.src.ReadLog(ctx)
 	if err != nil {
 		return nil, err
 	}
-	l, err := raw.Parse()
-	if err != nil {
-		where := raw.Path
-		if where == "" {
-			where = c.src.Name()
-		}
-		return nil, fmt.Errorf("%s: %w", where, err)
-	}
-	p := &parsedLog{log: l, json: eventlog.JSONOptions{Kind: c.src.Kind(), Address: raw.Address}, source: raw.Path}
+	p := &parsedLog{log: read.Parsed, json: eventlog.JSONOptions{Kind: c.src.Kind(), Address: read.Address}, source: read.Path}
 	if p.source == "" {
 		p.source = c.src.Name()
 	}
