@@ -1,7 +1,8 @@
 // Package hwsource reads a node's event logs and live measurement registers:
 // one Source per log category, with a real backend for each (CCEL via sysfs
 // for TDX, securityfs and the TPM device for TPM). Simulated backends live in
-// package simulator and satisfy the same interface.
+// package simulator and satisfy the same interface. A LogCache reads a
+// source's log once for a server, with bounded waits.
 package hwsource
 
 import (
