@@ -17,6 +17,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
@@ -209,7 +210,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	lis, err := service.ListenUnix(c.socket, os.FileMode(mode))
+	lis, err := unixsock.Listen(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
 	}
