@@ -1,9 +1,10 @@
-package service
+package service_test
 
 import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
+	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
 
@@ -22,11 +24,11 @@ func TestFirstReadAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s, err := New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: td}, Options{
+	s, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: td}, service.Options{
 		OutputDir: filepath.Join(dir, "out"),
 		Limits:    outdir.Limits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Runtime:   RuntimeOptions{StateDir: filepath.Join(dir, "state")},
+		Runtime:   service.RuntimeOptions{StateDir: filepath.Join(dir, "state")},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -37,10 +39,8 @@ func TestFirstReadAfterClose(t *testing.T) {
 	if !s.Check(context.Background()) {
 		t.Error("the platform log is not served after Close")
 	}
-	rt := s.logs[eventlogpb.CATEGORY_TDX_EVENTLOG].rt
-	rt.mu.Lock()
-	defer rt.mu.Unlock()
-	if rt.journal != nil {
-		t.Errorf("a read after Close opened %s", rt.journal.Path())
+	journal := filepath.Join(dir, "state", "runtime-tdx.log")
+	if _, err := os.Lstat(journal); err == nil {
+		t.Errorf("a read after Close opened %s", journal)
 	}
 }

@@ -870,7 +870,6 @@ func TestStateDirInUse(t *testing.T) {
 		{StateDir: e.state, MaxEventSize: 10, MaxBytes: 5},
 		{StateDir: e.state, MaxBytes: 10, MaxLogBytes: 5},
 		{StateDir: e.state, MaxEvents: -1},
-		{StateDir: e.state, CrashPoint: "sometime"},
 	} {
 		if _, err := service.New(nil, service.Options{OutputDir: t.TempDir(), Limits: outdir.Limits{MaxBytes: 1, MaxAge: time.Hour, MinLifetime: time.Minute}, Runtime: bad}); err == nil {
 			t.Errorf("options %+v accepted", bad)

@@ -56,12 +56,6 @@ type serveConfig struct {
 // caps are fitted to the file limit.
 const spareFiles = 256
 
-// crashPointEnv names the environment variable that makes the server kill
-// itself at a point of recording a container-level event, for the e2e
-// crash-recovery specs only; see service.RuntimeOptions.CrashPoint. It is
-// not a flag, so that --help does not offer it.
-const crashPointEnv = "EVENTLOG_TEST_CRASH_POINT"
-
 func runServe(args []string) int {
 	fs := newFlagSet("serve", "eventlog-server [serve] [flags]")
 	var c serveConfig
@@ -106,7 +100,6 @@ func runServe(args []string) int {
 		return 2
 	}
 	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
-	c.runtime.CrashPoint = os.Getenv(crashPointEnv)
 	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
@@ -191,6 +184,9 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
+	if srcs, err = withCrashPoint(srcs, os.Getenv(crashPointEnv), logger); err != nil {
+		return err
+	}
 	if c.runtime.StateDir != "" {
 		rt, err := containerRuntime(c)
 		if err != nil {
