@@ -115,12 +115,13 @@ e2e-up:
 e2e-down:
 	kind/down.sh
 
-# Parser and encoders, then the server under load over its socket (a real
-# server process on simulated hardware; see service/eventlog-server/bench_test.go),
-# then its peak memory serving the largest logs it accepts, once each
-# (memory_test.go).
+# Parser and encoders; the service's own cost of a repeated request, in the
+# process; then the server under load over its socket (a real server process
+# on simulated hardware; see service/eventlog-server/bench_test.go), then its
+# peak memory serving the largest logs it accepts, once each (memory_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
+	$(GO) test -run '^$$' -bench InProcess ./service/
 	$(GO) test -run '^$$' -bench . -skip PeakRSS -benchtime 20000x ./service/eventlog-server/
 	$(GO) test -run '^$$' -bench PeakRSS -benchtime 1x ./service/eventlog-server/
 
