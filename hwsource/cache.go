@@ -67,9 +67,6 @@ func NewLogCache(src Source, opts CacheOptions) *LogCache {
 	return &LogCache{src: src, opts: opts}
 }
 
-// Source is the source whose log c holds.
-func (c *LogCache) Source() Source { return c.src }
-
 // Log returns the log, reading the source if it has not been.
 func (c *LogCache) Log(ctx context.Context) (*Log, error) {
 	if l := c.log.Load(); l != nil {
