@@ -2,16 +2,9 @@ package service_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
-	"time"
 
-	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
-	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
-	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
 
@@ -26,16 +19,7 @@ func BenchmarkGetEventlogInProcess(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	dir := b.TempDir()
-	s, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: td}, service.Options{
-		OutputDir: filepath.Join(dir, "out"),
-		Limits:    outdir.Limits{MaxBytes: 64 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Runtime:   service.RuntimeOptions{StateDir: filepath.Join(dir, "state")},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := newTDXService(b, td, b.TempDir())
 	defer s.Close()
 	for _, c := range []struct {
 		name string

@@ -16,6 +16,22 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
 
+// newTDXService returns a service of the simulated TD td, with its output
+// and state directories in dir; the caller closes it.
+func newTDXService(tb testing.TB, td *simulator.TDX, dir string) *service.Service {
+	tb.Helper()
+	s, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: td}, service.Options{
+		OutputDir: filepath.Join(dir, "out"),
+		Limits:    outdir.Limits{MaxBytes: 64 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Runtime:   service.RuntimeOptions{StateDir: filepath.Join(dir, "state")},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
 // TestFirstReadAfterClose: a health check that reads the log for the first
 // time as the server stops opens no journal that nothing would close.
 func TestFirstReadAfterClose(t *testing.T) {
@@ -24,15 +40,7 @@ func TestFirstReadAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: td}, service.Options{
-		OutputDir: filepath.Join(dir, "out"),
-		Limits:    outdir.Limits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Runtime:   service.RuntimeOptions{StateDir: filepath.Join(dir, "state")},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newTDXService(t, td, dir)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
