@@ -1,0 +1,360 @@
+// Package ima reads and writes the kernel's IMA measurement list, the binary
+// form securityfs shows as ima/binary_runtime_measurements (and, on kernels
+// with a list per PCR bank, binary_runtime_measurements_<alg>).
+//
+// Like package eventlog, everything here is a plain function on bytes:
+// parsed entries alias their input instead of copying it. The list only
+// grows while the node runs, so a Parser keeps its position and parses only
+// what was appended since its last call; a torn last entry (the list read
+// while the kernel appends) is where parsing stops until more bytes arrive,
+// not an error.
+//
+// Each entry is, in the kernel's native byte order (little-endian with
+// ima_canonical_fmt):
+//
+//	u32   PCR index
+//	[n]   template hash: the bank's digest of the template data (SHA-1, 20
+//	      bytes, in binary_runtime_measurements); all zeros for a violation
+//	u32   template name size, then the name ("ima-ng"; a custom template
+//	      shows its format, "d-ng|n-ng|buf")
+//	u32   template data size (absent for the "ima" template)
+//	[]    template data: each field as u32 size and bytes; the "ima"
+//	      template has a 20-byte digest, then u32 size and the file name
+package ima
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+)
+
+// Entry is one measurement of the list. Its byte fields alias the parsed
+// input: an Entry is only valid while that input is unchanged.
+type Entry struct {
+	// Num is the entry's number: 1..N in list order.
+	Num int
+	// Offset is where the entry starts, in bytes from the start of the list.
+	Offset int64
+	PCR    uint32
+	// TemplateHash is the list's bank's digest of the template data, or
+	// all zeros for a violation (see Violation).
+	TemplateHash []byte
+	TemplateName string
+	// TemplateData is the template's fields as the list holds them. For the
+	// "ima" template it is the 20-byte digest, the u32 name size and the
+	// name; for every other template, each field's u32 size and bytes.
+	TemplateData []byte
+	// Raw is the whole entry, exactly as it appears in the list.
+	Raw []byte
+}
+
+// Violation reports whether the entry records a violation (a file opened
+// for writing while measured, or measured while open for writing): the
+// kernel then logs an all-zero template hash and extends all ones.
+func (e *Entry) Violation() bool { return allZero(e.TemplateHash) }
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// List is a parsed measurement list, or the part of a growing one parsed so
+// far.
+type List struct {
+	Entries []Entry
+	// Order is the byte order of the list's integers: the kernel's native
+	// order, or little-endian under ima_canonical_fmt. Nil while no entry
+	// has been seen.
+	Order binary.ByteOrder
+	// HashAlg is the algorithm of the template hashes: SHA-1 in
+	// binary_runtime_measurements, the bank's in a per-bank list.
+	HashAlg eventlog.Alg
+	// Size is the number of bytes the complete entries take.
+	Size int64
+	// Pending is the number of bytes after the last complete entry: the
+	// start of an entry the kernel was still appending when it was read.
+	Pending int
+}
+
+// Options say what a parser cannot learn from the list's bytes.
+type Options struct {
+	// HashAlg is the template hash algorithm; zero means SHA-1, the
+	// algorithm of binary_runtime_measurements. A per-bank list
+	// (binary_runtime_measurements_sha256) has that bank's: see FileAlg.
+	HashAlg eventlog.Alg
+	// Order forces the byte order; nil detects it from the first entry
+	// (see Parser).
+	Order binary.ByteOrder
+}
+
+// FileAlg returns the template hash algorithm of a securityfs list file by
+// its name: SHA-1 for binary_runtime_measurements, the named bank for
+// binary_runtime_measurements_<alg> (the kernel's names: sha1, sha256,
+// sha384, sha512, sm3).
+func FileAlg(name string) (eventlog.Alg, bool) {
+	const base = "binary_runtime_measurements"
+	if name == base {
+		return eventlog.AlgSHA1, true
+	}
+	alg, ok := strings.CutPrefix(name, base+"_")
+	if !ok {
+		return 0, false
+	}
+	if alg == "sm3" {
+		return eventlog.AlgSM3_256, true
+	}
+	return eventlog.ParseAlg(alg)
+}
+
+// FormatError says where and why a list could not be parsed.
+type FormatError struct {
+	Offset int64 // byte offset where the bad entry starts
+	Entry  int   // number of the entry being parsed
+	Reason string
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("malformed IMA measurement list: entry %d at byte offset %d: %s", e.Entry, e.Offset, e.Reason)
+}
+
+// Unwrap returns the error as an *eventlog.FormatError, so that what maps a
+// malformed event log to an error code maps a malformed list alike.
+func (e *FormatError) Unwrap() error {
+	return &eventlog.FormatError{Offset: int(e.Offset), Event: e.Entry, Reason: e.Reason}
+}
+
+// Limits of an entry. The kernel's own are smaller: a template name is at
+// most 71 bytes (its longest built-in format), an "ima" template's file
+// name at most 255, and a PCR index below 64 (the bits of a long).
+// Anything past them is a damaged list, named as such, rather than an
+// entry to wait for.
+const (
+	maxPCR          = 63
+	maxNameSize     = 255
+	maxIMANameSize  = 255
+	maxTemplateData = 1 << 20
+	imaDigestSize   = 20 // the "ima" template's digest field: SHA-1 or zero-padded MD5
+)
+
+// Parse parses a whole list. Bytes after the last complete entry are not an
+// error: the list was read while the kernel appended, and List.Pending says
+// how many there are.
+func Parse(b []byte, o Options) (*List, error) {
+	p, err := NewParser(o)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Append(b); err != nil {
+		return nil, err
+	}
+	return p.List(), nil
+}
+
+// Parser parses a list that grows: each Append parses what was appended
+// since the last one, and nothing twice. It is not safe for concurrent use,
+// but the Lists it returns are: later Appends never change an entry a List
+// already holds.
+type Parser struct {
+	hashAlg  eventlog.Alg
+	hashSize int
+	order    binary.ByteOrder
+	entries  []Entry
+	size     int64  // bytes of complete entries
+	tail     []byte // the start of an incomplete entry
+	err      error  // sticky: the list is damaged where it says
+}
+
+// NewParser returns a parser at the start of a list.
+func NewParser(o Options) (*Parser, error) {
+	alg := o.HashAlg
+	if alg == 0 {
+		alg = eventlog.AlgSHA1
+	}
+	size := alg.Size()
+	if size == 0 {
+		return nil, fmt.Errorf("IMA measurement list: unknown template hash algorithm %s", alg)
+	}
+	return &Parser{hashAlg: alg, hashSize: size, order: o.Order}, nil
+}
+
+// Offset is the number of bytes the parser has taken: where reading the
+// list goes on from. Securityfs reports the file's size as 0, so this is the
+// only way to know it.
+func (p *Parser) Offset() int64 { return p.size + int64(len(p.tail)) }
+
+// Len is the number of complete entries parsed.
+func (p *Parser) Len() int { return len(p.entries) }
+
+// List returns the entries parsed so far. The List stays valid, and
+// unchanged, whatever is appended afterwards.
+func (p *Parser) List() *List {
+	n := len(p.entries)
+	return &List{
+		Entries: p.entries[:n:n],
+		Order:   p.order,
+		HashAlg: p.hashAlg,
+		Size:    p.size,
+		Pending: len(p.tail),
+	}
+}
+
+// Append parses b, the bytes of the list that follow the ones given so far,
+// and returns how many entries it completed. Entries alias b (or, for an
+// entry begun in an earlier call, a copy): b must not change afterwards.
+//
+// A damaged list is a *FormatError naming the entry and its byte offset;
+// the entries before it are kept, and every later Append returns the same
+// error, as nothing after a damaged entry can be framed.
+func (p *Parser) Append(b []byte) (int, error) {
+	if p.err != nil {
+		return 0, p.err
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	buf := b
+	if len(p.tail) > 0 {
+		// The tail is the parser's own: appending to it never writes into
+		// a caller's array, and doubling keeps a large entry arriving in
+		// small pieces linear.
+		buf = append(p.tail, b...)
+	}
+	before := len(p.entries)
+	start := p.size // buf[0] is where the last complete entry ended
+	pos := 0
+	for pos < len(buf) {
+		end, err := p.entry(buf, pos, start+int64(pos))
+		if err != nil {
+			p.err = err
+			p.size = start + int64(pos)
+			p.tail = nil
+			return len(p.entries) - before, err
+		}
+		if end < 0 {
+			break // torn: wait for more bytes
+		}
+		pos = end
+	}
+	p.size = start + int64(pos)
+	// Cap the rest so the next append cannot write into b's array.
+	p.tail = buf[pos:len(buf):len(buf)]
+	if len(p.tail) == 0 {
+		p.tail = nil
+	}
+	return len(p.entries) - before, nil
+}
+
+// entry parses the entry at buf[pos:] (list offset off) and returns where
+// it ends, or -1 when buf ends first.
+func (p *Parser) entry(buf []byte, pos int, off int64) (int, error) {
+	rec := buf[pos:]
+	num := len(p.entries) + 1
+	fail := func(format string, args ...any) (int, error) {
+		return 0, &FormatError{Offset: off, Entry: num, Reason: fmt.Sprintf(format, args...)}
+	}
+	nameAt := 4 + p.hashSize + 4
+	if len(rec) < nameAt {
+		return -1, nil
+	}
+	if p.order == nil {
+		order, ok := detectOrder(rec, p.hashSize)
+		if !ok {
+			return fail("neither byte order gives a plausible PCR index and template name size (PCR %d or %d, name size %d or %d)",
+				binary.LittleEndian.Uint32(rec), binary.BigEndian.Uint32(rec),
+				binary.LittleEndian.Uint32(rec[4+p.hashSize:]), binary.BigEndian.Uint32(rec[4+p.hashSize:]))
+		}
+		p.order = order
+	}
+	o := p.order
+	pcr := o.Uint32(rec)
+	if pcr > maxPCR {
+		return fail("PCR index %d is past %d, the kernel's last", pcr, maxPCR)
+	}
+	nameSize := o.Uint32(rec[4+p.hashSize:])
+	if nameSize > maxNameSize {
+		return fail("template name size %d is past %d", nameSize, maxNameSize)
+	}
+	dataAt := nameAt + int(nameSize)
+	if len(rec) < dataAt {
+		return -1, nil
+	}
+	name := templateName(rec[nameAt:dataAt])
+	var dataEnd int
+	if name == "ima" {
+		// No data size: a 20-byte digest, then the file name's size and
+		// bytes.
+		if len(rec) < dataAt+imaDigestSize+4 {
+			return -1, nil
+		}
+		n := o.Uint32(rec[dataAt+imaDigestSize:])
+		if n > maxIMANameSize {
+			return fail(`"ima" template file name size %d is past %d`, n, maxIMANameSize)
+		}
+		dataEnd = dataAt + imaDigestSize + 4 + int(n)
+		if len(rec) < dataEnd {
+			return -1, nil
+		}
+	} else {
+		if len(rec) < dataAt+4 {
+			return -1, nil
+		}
+		n := o.Uint32(rec[dataAt:])
+		if n > maxTemplateData {
+			return fail("template data size %d is past %d, the most this parser takes", n, maxTemplateData)
+		}
+		dataAt += 4
+		dataEnd = dataAt + int(n)
+		if len(rec) < dataEnd {
+			return -1, nil
+		}
+	}
+	e := Entry{
+		Num:          num,
+		Offset:       off,
+		PCR:          pcr,
+		TemplateHash: rec[4 : 4+p.hashSize : 4+p.hashSize],
+		TemplateName: name,
+		TemplateData: rec[dataAt:dataEnd:dataEnd],
+		Raw:          rec[:dataEnd:dataEnd],
+	}
+	if err := checkFields(&e, o); err != nil {
+		return fail("%v", err)
+	}
+	p.entries = append(p.entries, e)
+	return pos + dataEnd, nil
+}
+
+// detectOrder tells the list's byte order from its first entry: the PCR
+// index is small (below 64) and so is the template name size, which is
+// never so in the other order unless both are zero. A tie (PCR 0 and an
+// empty name) is little-endian, the order of every common machine and of
+// ima_canonical_fmt.
+func detectOrder(rec []byte, hashSize int) (binary.ByteOrder, bool) {
+	plausible := func(o binary.ByteOrder) bool {
+		return o.Uint32(rec) <= maxPCR && o.Uint32(rec[4+hashSize:]) <= maxNameSize
+	}
+	switch {
+	case plausible(binary.LittleEndian):
+		return binary.LittleEndian, true
+	case plausible(binary.BigEndian):
+		return binary.BigEndian, true
+	}
+	return nil, false
+}
+
+// templateName returns the name as a string, without allocating for the
+// kernel's built-in templates.
+func templateName(b []byte) string {
+	for _, t := range builtinTemplates {
+		if string(b) == t.name {
+			return t.name
+		}
+	}
+	return string(b)
+}
