@@ -115,7 +115,7 @@ e2e-up:
 e2e-down:
 	kind/down.sh
 
-# Parser and encoders, then the server under load over its socket (a real
+# Parsers and encoders (the TCG log's and the IMA list's), then the server under load over its socket (a real
 # server process on simulated hardware; see service/eventlog-server/bench_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
@@ -127,6 +127,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/ima/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuote$$' -fuzztime $(FUZZTIME) ./tdxquote/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseReport$$' -fuzztime $(FUZZTIME) ./tdxquote/
 

@@ -24,8 +24,9 @@ func TestSlice(t *testing.T) {
 	}{
 		{0, 0, 1, 10}, {1, 0, 1, 10}, {2, 5, 2, 5}, {10, 0, 10, 1}, {10, 5, 10, 1}, {3, 100, 3, 8}, {0, 1, 1, 1},
 	} {
-		es, err := l.Slice(c.start, c.count)
-		if err != nil || len(es) != c.number || es[0].Num != c.first {
+		sel, err := l.Slice(c.start, c.count)
+		es := collect(sel)
+		if err != nil || len(es) != c.number || sel.Len() != c.number || es[0].Num != c.first || sel.First().Num != c.first {
 			t.Errorf("Slice(%d, %d) = %d entries from %v, %v", c.start, c.count, len(es), es, err)
 		}
 	}
@@ -39,8 +40,33 @@ func TestSlice(t *testing.T) {
 			t.Errorf("Slice(%d, %d): %v", c[0], c[1], err)
 		}
 	}
+	// Across the parser's blocks of entries (64, 128, ... 4096 entries).
+	big, err := ima.Parse(ngList(t, binary.LittleEndian, 20_000), ima.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]int{{1, 0}, {60, 10}, {64, 1}, {65, 1}, {190, 5000}, {5000, 9000}, {19_999, 0}, {1, 20_000}, {8000, 100}} {
+		sel, err := big.Slice(c[0], c[1])
+		es := collect(sel)
+		want := c[1]
+		if want == 0 {
+			want = 20_000 - c[0] + 1
+		}
+		if err != nil || len(es) != want || sel.Len() != want {
+			t.Fatalf("Slice(%d, %d): %d entries, %v", c[0], c[1], len(es), err)
+		}
+		for i := range es {
+			if es[i].Num != c[0]+i || big.Entry(c[0]+i).Offset != es[i].Offset {
+				t.Fatalf("Slice(%d, %d): entry %d is number %d", c[0], c[1], i, es[i].Num)
+			}
+		}
+	}
+	if big.Entry(0) != nil || big.Entry(20_001) != nil || big.Entry(20_000).Num != 20_000 {
+		t.Error("Entry outside 1..N, or the last")
+	}
+
 	empty := &ima.List{}
-	if es, err := empty.Slice(0, 0); es != nil || err != nil {
+	if es, err := empty.Slice(0, 0); es.Len() != 0 || es.First() != nil || err != nil {
 		t.Errorf("an empty list's Slice(0, 0) = %v, %v", es, err)
 	}
 	if _, err := empty.Slice(2, 0); !errors.As(err, &rangeErr) {
@@ -66,17 +92,18 @@ func (w *limitWriter) Write(b []byte) (int, error) {
 func TestRaw(t *testing.T) {
 	b := readList(t, "mixed-le.bin")
 	l, _ := ima.Parse(b, ima.Options{})
-	if got := ima.AppendRaw(nil, l.Entries); !bytes.Equal(got, b) {
+	if got := ima.AppendRaw(nil, all(l)); !bytes.Equal(got, b) {
 		t.Fatal("AppendRaw of every entry is not the list")
 	}
-	some, _ := l.Slice(3, 4)
-	raw := ima.AppendRaw(nil, some)
-	if !bytes.Equal(raw, b[some[0].Offset:some[3].Offset+int64(len(some[3].Raw))]) || ima.RawSize(some) != int64(len(raw)) {
+	sel, _ := l.Slice(3, 4)
+	some := collect(sel)
+	raw := ima.AppendRaw(nil, sel)
+	if !bytes.Equal(raw, b[some[0].Offset:some[3].Offset+int64(len(some[3].Raw))]) || ima.RawSize(sel) != int64(len(raw)) {
 		t.Fatal("AppendRaw of entries 3-6 is not their bytes")
 	}
 	// A slice is a list of its own.
 	again, err := ima.Parse(raw, ima.Options{})
-	if err != nil || len(again.Entries) != 4 || again.Entries[0].TemplateName != some[0].TemplateName {
+	if err != nil || len(entries(again)) != 4 || entries(again)[0].TemplateName != some[0].TemplateName {
 		t.Fatalf("a raw slice parses to %v, %v", again, err)
 	}
 
@@ -90,13 +117,13 @@ func TestRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &limitWriter{n: 1 << 30}
-	if err := ima.WriteRaw(w, bl.Entries); err != nil || !bytes.Equal(w.buf.Bytes(), big) {
+	if err := ima.WriteRaw(w, all(bl)); err != nil || !bytes.Equal(w.buf.Bytes(), big) {
 		t.Fatalf("WriteRaw: %v, %d bytes of %d", err, w.buf.Len(), len(big))
 	}
 	if w.writes > len(big)/(16<<10) {
 		t.Errorf("WriteRaw made %d writes for %d bytes", w.writes, len(big))
 	}
-	if err := ima.WriteRaw(&limitWriter{n: 1000}, bl.Entries); err == nil || err.Error() != "disk full" {
+	if err := ima.WriteRaw(&limitWriter{n: 1000}, all(bl)); err == nil || err.Error() != "disk full" {
 		t.Errorf("WriteRaw to a full disk: %v", err)
 	}
 }
@@ -127,7 +154,7 @@ func TestCCNPJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := ima.AppendCCNPJSON(nil, l, l.Entries)
+		out := ima.AppendCCNPJSON(nil, l, all(l))
 		var d decodedList
 		if err := json.Unmarshal(out, &d); err != nil {
 			t.Fatalf("%s: %v\n%s", el.File, err, out)
@@ -160,7 +187,7 @@ func TestCCNPJSON(t *testing.T) {
 			t.Errorf("%s: slice 2+3: %+v %v", el.File, d, err)
 		}
 		var buf bytes.Buffer
-		if err := ima.WriteCCNPJSON(&buf, l, l.Entries); err != nil || !bytes.Equal(buf.Bytes(), out) {
+		if err := ima.WriteCCNPJSON(&buf, l, all(l)); err != nil || !bytes.Equal(buf.Bytes(), out) {
 			t.Errorf("%s: WriteCCNPJSON differs from AppendCCNPJSON (%v)", el.File, err)
 		}
 		if n := ima.CCNPJSONSize(l, some); n != int64(len(part)) {
@@ -179,11 +206,11 @@ func TestCCNPJSONNotUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 	var d decodedList
-	if err := json.Unmarshal(ima.AppendCCNPJSON(nil, l, l.Entries), &d); err != nil {
+	if err := json.Unmarshal(ima.AppendCCNPJSON(nil, l, all(l)), &d); err != nil {
 		t.Fatal(err)
 	}
 	e := d.Entries[0]
-	if e.Fields["n-ng"] != "/tmp/\ufffd\ufffd latin-1 caf\ufffd" || e.TemplateData == nil || *e.TemplateData != hex.EncodeToString(l.Entries[0].TemplateData) {
+	if e.Fields["n-ng"] != "/tmp/\ufffd\ufffd latin-1 caf\ufffd" || e.TemplateData == nil || *e.TemplateData != hex.EncodeToString(entries(l)[0].TemplateData) {
 		t.Errorf("a name that is not UTF-8: %q, data %v", e.Fields["n-ng"], e.TemplateData)
 	}
 	if d.Entries[1].TemplateName != "\x01odd\"name" || d.Entries[1].Fields != nil {
@@ -202,10 +229,10 @@ func TestCCNPJSONLargeField(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &maxWriteWriter{}
-	if err := ima.WriteCCNPJSON(w, l, l.Entries); err != nil {
+	if err := ima.WriteCCNPJSON(w, l, all(l)); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(w.buf.Bytes(), ima.AppendCCNPJSON(nil, l, l.Entries)) {
+	if !bytes.Equal(w.buf.Bytes(), ima.AppendCCNPJSON(nil, l, all(l))) {
 		t.Fatal("streamed and appended documents differ")
 	}
 	if w.max > 128<<10 {

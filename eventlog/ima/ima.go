@@ -65,9 +65,12 @@ func allZero(b []byte) bool {
 }
 
 // List is a parsed measurement list, or the part of a growing one parsed so
-// far.
+// far. Its entries are held in blocks that are never moved, so a list can
+// grow by a few entries without copying the ones it has: see Len, Entry,
+// All and Slice.
 type List struct {
-	Entries []Entry
+	blocks [][]Entry
+	n      int
 	// Order is the byte order of the list's integers: the kernel's native
 	// order, or little-endian under ima_canonical_fmt. Nil while no entry
 	// has been seen.
@@ -164,10 +167,11 @@ type Parser struct {
 	hashAlg  eventlog.Alg
 	hashSize int
 	order    binary.ByteOrder
-	entries  []Entry
-	size     int64  // bytes of complete entries
-	tail     []byte // the start of an incomplete entry
-	err      error  // sticky: the list is damaged where it says
+	blocks   [][]Entry // full blocks, then the one being filled
+	n        int       // entries parsed
+	size     int64     // bytes of complete entries
+	tail     []byte    // the start of an incomplete entry
+	err      error     // sticky: the list is damaged where it says
 }
 
 // NewParser returns a parser at the start of a list.
@@ -189,14 +193,20 @@ func NewParser(o Options) (*Parser, error) {
 func (p *Parser) Offset() int64 { return p.size + int64(len(p.tail)) }
 
 // Len is the number of complete entries parsed.
-func (p *Parser) Len() int { return len(p.entries) }
+func (p *Parser) Len() int { return p.n }
 
 // List returns the entries parsed so far. The List stays valid, and
 // unchanged, whatever is appended afterwards.
 func (p *Parser) List() *List {
-	n := len(p.entries)
+	blocks := make([][]Entry, len(p.blocks))
+	for i, b := range p.blocks {
+		// Capped: the parser goes on filling the last block, past what
+		// this List sees.
+		blocks[i] = b[:len(b):len(b)]
+	}
 	return &List{
-		Entries: p.entries[:n:n],
+		blocks:  blocks,
+		n:       p.n,
 		Order:   p.order,
 		HashAlg: p.hashAlg,
 		Size:    p.size,
@@ -205,8 +215,8 @@ func (p *Parser) List() *List {
 }
 
 // Append parses b, the bytes of the list that follow the ones given so far,
-// and returns how many entries it completed. Entries alias b (or, for an
-// entry begun in an earlier call, a copy): b must not change afterwards.
+// and returns how many entries it completed. Entries alias b (an entry torn
+// across two calls aliases a copy): b must not change afterwards.
 //
 // A damaged list is a *FormatError naming the entry and its byte offset;
 // the entries before it are kept, and every later Append returns the same
@@ -215,52 +225,79 @@ func (p *Parser) Append(b []byte) (int, error) {
 	if p.err != nil {
 		return 0, p.err
 	}
-	if len(b) == 0 {
-		return 0, nil
-	}
-	buf := b
+	before := p.n
 	if len(p.tail) > 0 {
-		// The tail is the parser's own: appending to it never writes into
-		// a caller's array, and doubling keeps a large entry arriving in
-		// small pieces linear.
-		buf = append(p.tail, b...)
-	}
-	before := len(p.entries)
-	start := p.size // buf[0] is where the last complete entry ended
-	pos := 0
-	for pos < len(buf) {
-		end, err := p.entry(buf, pos, start+int64(pos))
+		used, err := p.completeTail(b)
 		if err != nil {
-			p.err = err
-			p.size = start + int64(pos)
-			p.tail = nil
-			return len(p.entries) - before, err
+			return p.n - before, p.fail(err)
+		}
+		b = b[used:]
+		if len(p.tail) > 0 {
+			return p.n - before, nil // b ended inside the torn entry
+		}
+	}
+	pos := 0
+	for pos < len(b) {
+		end, err := p.entry(b[pos:], p.size)
+		if err != nil {
+			return p.n - before, p.fail(err)
 		}
 		if end < 0 {
 			break // torn: wait for more bytes
 		}
-		pos = end
+		pos += end
+		p.size += int64(end)
 	}
-	p.size = start + int64(pos)
-	// Cap the rest so the next append cannot write into b's array.
-	p.tail = buf[pos:len(buf):len(buf)]
+	// Capped, so the next Append copies it instead of writing into b's array.
+	p.tail = b[pos:len(b):len(b)]
 	if len(p.tail) == 0 {
 		p.tail = nil
 	}
-	return len(p.entries) - before, nil
+	return p.n - before, nil
 }
 
-// entry parses the entry at buf[pos:] (list offset off) and returns where
-// it ends, or -1 when buf ends first.
-func (p *Parser) entry(buf []byte, pos int, off int64) (int, error) {
-	rec := buf[pos:]
-	num := len(p.entries) + 1
+func (p *Parser) fail(err error) error {
+	p.err = err
+	p.tail = nil
+	return err
+}
+
+// completeTail adds to the torn entry the bytes of b it needs, no more, and
+// parses it once it is whole; it returns how many of b's bytes it took.
+// Only a torn entry is copied: the entries after it alias b.
+func (p *Parser) completeTail(b []byte) (used int, err error) {
+	for {
+		end, err := p.entry(p.tail, p.size)
+		if err != nil {
+			return used, err
+		}
+		if end >= 0 {
+			p.size += int64(end)
+			p.tail = nil
+			return used, nil
+		}
+		take := min(-end-len(p.tail), len(b)-used)
+		if take == 0 {
+			return used, nil
+		}
+		// The parser's own array after the first copy: appending to it
+		// doubles, so an entry arriving in small pieces costs linear time.
+		p.tail = append(p.tail, b[used:used+take]...)
+		used += take
+	}
+}
+
+// entry parses the entry at the start of rec (list offset off) and returns
+// its size, or, when rec ends first, minus the size it needs at least (its
+// whole size once its header is there).
+func (p *Parser) entry(rec []byte, off int64) (int, error) {
+	num := p.n + 1
 	fail := func(format string, args ...any) (int, error) {
 		return 0, &FormatError{Offset: off, Entry: num, Reason: fmt.Sprintf(format, args...)}
 	}
 	nameAt := 4 + p.hashSize + 4
 	if len(rec) < nameAt {
-		return -1, nil
+		return -nameAt, nil
 	}
 	if p.order == nil {
 		order, ok := detectOrder(rec, p.hashSize)
@@ -281,8 +318,8 @@ func (p *Parser) entry(buf []byte, pos int, off int64) (int, error) {
 		return fail("template name size %d is past %d", nameSize, maxNameSize)
 	}
 	dataAt := nameAt + int(nameSize)
-	if len(rec) < dataAt {
-		return -1, nil
+	if len(rec) < dataAt+4 {
+		return -(dataAt + 4), nil // the data size, or an "ima" template's digest
 	}
 	name := templateName(rec[nameAt:dataAt])
 	var dataEnd int
@@ -290,29 +327,23 @@ func (p *Parser) entry(buf []byte, pos int, off int64) (int, error) {
 		// No data size: a 20-byte digest, then the file name's size and
 		// bytes.
 		if len(rec) < dataAt+imaDigestSize+4 {
-			return -1, nil
+			return -(dataAt + imaDigestSize + 4), nil
 		}
 		n := o.Uint32(rec[dataAt+imaDigestSize:])
 		if n > maxIMANameSize {
 			return fail(`"ima" template file name size %d is past %d`, n, maxIMANameSize)
 		}
 		dataEnd = dataAt + imaDigestSize + 4 + int(n)
-		if len(rec) < dataEnd {
-			return -1, nil
-		}
 	} else {
-		if len(rec) < dataAt+4 {
-			return -1, nil
-		}
 		n := o.Uint32(rec[dataAt:])
 		if n > maxTemplateData {
 			return fail("template data size %d is past %d, the most this parser takes", n, maxTemplateData)
 		}
 		dataAt += 4
 		dataEnd = dataAt + int(n)
-		if len(rec) < dataEnd {
-			return -1, nil
-		}
+	}
+	if len(rec) < dataEnd {
+		return -dataEnd, nil
 	}
 	e := Entry{
 		Num:          num,
@@ -326,8 +357,31 @@ func (p *Parser) entry(buf []byte, pos int, off int64) (int, error) {
 	if err := checkFields(&e, o); err != nil {
 		return fail("%v", err)
 	}
-	p.entries = append(p.entries, e)
-	return pos + dataEnd, nil
+	p.add(e)
+	return dataEnd, nil
+}
+
+// Entries are kept in blocks of growing size up to maxBlock: a small list
+// takes little memory, and a large one grows a block at a time, never
+// copying its entries (which would make an append's cost grow with the
+// list).
+const (
+	firstBlock = 64
+	maxBlock   = 4096
+)
+
+func (p *Parser) add(e Entry) {
+	last := len(p.blocks) - 1
+	if last < 0 || len(p.blocks[last]) == cap(p.blocks[last]) {
+		size := firstBlock
+		if last >= 0 {
+			size = min(2*cap(p.blocks[last]), maxBlock)
+		}
+		p.blocks = append(p.blocks, make([]Entry, 0, size))
+		last++
+	}
+	p.blocks[last] = append(p.blocks[last], e)
+	p.n++
 }
 
 // detectOrder tells the list's byte order from its first entry: the PCR

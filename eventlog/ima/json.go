@@ -25,7 +25,7 @@ import (
 //
 // It is written by hand rather than with encoding/json because it is on the
 // service's request path; the tests check it against encoding/json decoding.
-func AppendCCNPJSON(dst []byte, l *List, entries []Entry) []byte {
+func AppendCCNPJSON(dst []byte, l *List, entries Entries) []byte {
 	w := jsonWriter{b: dst}
 	w.document(l, entries)
 	return w.b
@@ -33,7 +33,7 @@ func AppendCCNPJSON(dst []byte, l *List, entries []Entry) []byte {
 
 // WriteCCNPJSON writes what AppendCCNPJSON appends to out, in chunks of
 // about 32 KiB: the whole is never in memory, however many entries.
-func WriteCCNPJSON(out io.Writer, l *List, entries []Entry) error {
+func WriteCCNPJSON(out io.Writer, l *List, entries Entries) error {
 	w := jsonWriter{b: make([]byte, 0, 2*chunk), out: out}
 	w.document(l, entries)
 	w.flush()
@@ -42,7 +42,7 @@ func WriteCCNPJSON(out io.Writer, l *List, entries []Entry) error {
 
 // CCNPJSONSize is the length of what AppendCCNPJSON appends. It encodes
 // the document to count it, holding no more than WriteCCNPJSON does.
-func CCNPJSONSize(l *List, entries []Entry) int64 {
+func CCNPJSONSize(l *List, entries Entries) int64 {
 	var c counter
 	WriteCCNPJSON(&c, l, entries) // a counter never fails
 	return c.n
@@ -145,18 +145,18 @@ func orderName(o binary.ByteOrder) string {
 	return "little-endian"
 }
 
-func (w *jsonWriter) document(l *List, entries []Entry) {
+func (w *jsonWriter) document(l *List, entries Entries) {
 	w.raw(`{"Kind":"IMA","TemplateHashAlgorithm":"`)
 	w.raw(l.HashAlg.String())
 	w.raw(`","ByteOrder":"`)
 	w.raw(orderName(l.Order))
 	w.raw(`","TotalEntries":`)
-	w.int(int64(len(l.Entries)))
+	w.int(int64(l.Len()))
 	w.raw(`,"EntryCount":`)
-	w.int(int64(len(entries)))
+	w.int(int64(entries.Len()))
 	w.raw(`,"FirstEntry":`)
-	if len(entries) > 0 {
-		w.int(int64(entries[0].Num))
+	if first := entries.First(); first != nil {
+		w.int(int64(first.Num))
 	} else {
 		w.int(0)
 	}
@@ -165,11 +165,13 @@ func (w *jsonWriter) document(l *List, entries []Entry) {
 	if order == nil {
 		order = binary.LittleEndian
 	}
-	for i := range entries {
-		if i > 0 {
+	n := 0
+	for e := range entries.All() {
+		if n > 0 {
 			w.raw(",")
 		}
-		w.entry(&entries[i], order)
+		n++
+		w.entry(e, order)
 		w.chunked()
 	}
 	w.raw("]}\n")

@@ -53,30 +53,30 @@ func writeHashed(h hash.Hash, e *Entry) {
 func Digests(e *Entry, listAlg eventlog.Alg, algs []eventlog.Alg) ([]eventlog.Digest, error) {
 	ds := make([]eventlog.Digest, 0, len(algs))
 	for _, alg := range algs {
-		d, err := extendDigest(e, listAlg, alg, nil)
-		if err != nil {
-			return nil, err
+		h := alg.New()
+		if h == nil {
+			return nil, fmt.Errorf("cannot replay the %s bank: the algorithm is not supported", alg)
 		}
-		ds = append(ds, eventlog.Digest{Alg: alg, Value: d})
+		ds = append(ds, eventlog.Digest{Alg: alg, Value: extendDigest(e, listAlg, alg, h, nil)})
 	}
 	return ds, nil
 }
 
-// extendDigest appends to dst what the entry extends into alg's bank.
-func extendDigest(e *Entry, listAlg, alg eventlog.Alg, dst []byte) ([]byte, error) {
-	size := alg.Size()
-	h := alg.New()
-	if h == nil || size == 0 {
-		return nil, fmt.Errorf("cannot replay the %s bank: the algorithm is not supported", alg)
-	}
+// extendDigest appends to dst what the entry extends into alg's bank; h is
+// a hash of alg.
+func extendDigest(e *Entry, listAlg, alg eventlog.Alg, h hash.Hash, dst []byte) []byte {
 	switch {
 	case e.Violation():
-		return append(dst, bytes.Repeat([]byte{0xff}, size)...), nil
+		for range h.Size() {
+			dst = append(dst, 0xff)
+		}
+		return dst
 	case alg == listAlg:
-		return append(dst, e.TemplateHash...), nil
+		return append(dst, e.TemplateHash...)
 	}
+	h.Reset()
 	writeHashed(h, e)
-	return h.Sum(dst), nil
+	return h.Sum(dst)
 }
 
 // Replay computes the registers the list's entries extend (PCR 10, or
@@ -92,21 +92,23 @@ func Replay(l *List, algs ...eventlog.Alg) (eventlog.Bank, error) {
 		if h == nil {
 			return nil, fmt.Errorf("cannot replay the %s bank: the algorithm is not supported", alg)
 		}
-		var digest []byte
-		for i := range l.Entries {
-			e := &l.Entries[i]
-			var err error
-			if digest, err = extendDigest(e, l.HashAlg, alg, digest[:0]); err != nil {
-				return nil, fmt.Errorf("entry %d: %w", e.Num, err)
-			}
-			old := bank.Get(alg, e.PCR)
-			if old == nil {
-				old = make([]byte, h.Size())
+		// Nearly every entry extends PCR 10: its value is kept at hand
+		// rather than looked up in the bank for each.
+		var digest, reg []byte
+		regIndex := uint32(0)
+		for e := range l.All() {
+			digest = extendDigest(e, l.HashAlg, alg, h, digest[:0])
+			if reg == nil || e.PCR != regIndex {
+				if reg = bank.Get(alg, e.PCR); reg == nil {
+					reg = make([]byte, h.Size())
+					bank.Set(alg, e.PCR, reg)
+				}
+				regIndex = e.PCR
 			}
 			h.Reset()
-			h.Write(old)
+			h.Write(reg)
 			h.Write(digest)
-			bank.Set(alg, e.PCR, h.Sum(old[:0]))
+			h.Sum(reg[:0]) // in place: the bank holds reg
 		}
 	}
 	return bank, nil
@@ -134,8 +136,7 @@ func CheckTemplateHashes(l *List) error {
 		return fmt.Errorf("cannot check %s template hashes: the algorithm is not supported", l.HashAlg)
 	}
 	var sum []byte
-	for i := range l.Entries {
-		e := &l.Entries[i]
+	for e := range l.All() {
 		if e.Violation() {
 			continue
 		}
@@ -221,8 +222,7 @@ func (e *BootAggregateError) Error() string {
 // that name, normally entry 1) against pcrs, in the bank its algorithm
 // names. A kernel that found no TPM logs zeros: that too is a mismatch.
 func CheckBootAggregate(l *List, pcrs eventlog.Bank) error {
-	for i := range l.Entries {
-		e := &l.Entries[i]
+	for e := range l.All() {
 		alg, got, ok := BootAggregateDigest(e, l.Order)
 		if !ok {
 			continue
