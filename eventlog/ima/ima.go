@@ -163,6 +163,11 @@ func Parse(b []byte, o Options) (*List, error) {
 // since the last one, and nothing twice. It is not safe for concurrent use,
 // but the Lists it returns are: later Appends never change an entry a List
 // already holds.
+//
+// What it keeps beyond the bytes it is given is bounded by their length:
+// an Entry takes 112 bytes and no entry is shorter than 33, so a hostile
+// list makes it allocate at most about 3.4 times its size; an entry claiming
+// more bytes than have come is waited for, holding only those that have.
 type Parser struct {
 	hashAlg  eventlog.Alg
 	hashSize int
@@ -317,6 +322,12 @@ func (p *Parser) entry(rec []byte, off int64) (int, error) {
 	if nameSize > maxNameSize {
 		return fail("template name size %d is past %d", nameSize, maxNameSize)
 	}
+	if nameSize == 0 {
+		// The kernel shows a template by its name, or a custom one by its
+		// format: never nothing. (A run of zero bytes would otherwise be
+		// a list of empty entries.)
+		return fail("template name size 0: every template has a name")
+	}
 	dataAt := nameAt + int(nameSize)
 	if len(rec) < dataAt+4 {
 		return -(dataAt + 4), nil // the data size, or an "ima" template's digest
@@ -385,10 +396,10 @@ func (p *Parser) add(e Entry) {
 }
 
 // detectOrder tells the list's byte order from its first entry: the PCR
-// index is small (below 64) and so is the template name size, which is
-// never so in the other order unless both are zero. A tie (PCR 0 and an
-// empty name) is little-endian, the order of every common machine and of
-// ima_canonical_fmt.
+// index is small (below 64) and so is the template name size (1 to 255),
+// which read in the other order is at least 2^24. Were both plausible
+// (only a name size of 0, which entry refuses), little-endian wins: the
+// order of every common machine and of ima_canonical_fmt.
 func detectOrder(rec []byte, hashSize int) (binary.ByteOrder, bool) {
 	plausible := func(o binary.ByteOrder) bool {
 		return o.Uint32(rec) <= maxPCR && o.Uint32(rec[4+hashSize:]) <= maxNameSize
