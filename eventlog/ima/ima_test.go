@@ -231,6 +231,21 @@ func TestBootAggregate(t *testing.T) {
 	if err := ima.CheckBootAggregate(ol, pcrs); err != nil {
 		t.Errorf(`an "ima" template boot_aggregate: %v`, err)
 	}
+	// ima-ngv2 gives the digest a type: "ima:sha384:".
+	sha384BA, _ := hex.DecodeString(exp.BootAggregate["sha384"])
+	o := binary.LittleEndian
+	v2data := ima.AppendField(ima.AppendField(nil, o, ima.DigestField("ima:sha384", sha384BA)), o, ima.NameField(ima.BootAggregateName))
+	v2, _ := ima.AppendEntry(nil, o, eventlog.AlgSHA1, 10, "ima-ngv2", v2data)
+	v2l, err := ima.Parse(v2, ima.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alg, _, ok := ima.BootAggregateDigest(v2l.Entry(1), o); !ok || alg != eventlog.AlgSHA384 {
+		t.Errorf("ima-ngv2 boot_aggregate: %v %v", alg, ok)
+	}
+	if err := ima.CheckBootAggregate(v2l, pcrs); err != nil {
+		t.Errorf("an ima-ngv2 boot_aggregate: %v", err)
+	}
 }
 
 func TestFileAlg(t *testing.T) {

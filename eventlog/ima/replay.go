@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strings"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 )
@@ -179,7 +180,7 @@ func BootAggregate(pcrs eventlog.Bank, alg eventlog.Alg) ([]byte, error) {
 
 // BootAggregateDigest returns the algorithm and digest an entry records as
 // its boot_aggregate: an "ima" template's SHA-1 digest, or a d-ng field's
-// ("sha256:..."). ok is false when the entry is not a boot_aggregate or
+// ("sha256:..."; d-ngv2's "ima:sha256:..."). ok is false when the entry is not a boot_aggregate or
 // its digest names an algorithm outside eventlog's.
 func BootAggregateDigest(e *Entry, order binary.ByteOrder) (alg eventlog.Alg, digest []byte, ok bool) {
 	fields, ok := e.Fields(order)
@@ -192,6 +193,9 @@ func BootAggregateDigest(e *Entry, order binary.ByteOrder) (alg eventlog.Alg, di
 	name, digest, ok := fields[0].Digest()
 	if !ok {
 		return 0, nil, false
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		name = name[i+1:] // d-ngv2's digest type ("ima:sha256")
 	}
 	if alg, ok = eventlog.ParseAlg(name); !ok || len(digest) != alg.Size() {
 		return 0, nil, false
