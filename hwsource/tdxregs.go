@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 	"github.com/ccnp-eventlog/ccnp-eventlog/tdxquote"
 )
 
@@ -187,28 +188,21 @@ func OpenReportDevice(path string) (ReportDevice, error) {
 		}
 		return &socketReportDevice{conn: c.(*net.UnixConn)}, nil
 	}
-	return nil, fmt.Errorf("%w: %s is a %s, not the tdx_guest device", ErrNotAvailable, path, fileKind(fi.Mode()))
+	return nil, fmt.Errorf("%w: %s is a %s, not the tdx_guest device", ErrNotAvailable, path, boundedread.TypeName(fi.Mode()))
 }
 
 // tdxGuest is /dev/tdx_guest, asked through its ioctl.
 type tdxGuest struct{ f *os.File }
 
 func openTDXGuest(path string) (*tdxGuest, error) {
-	// O_NONBLOCK: should path have turned into a FIFO since the Stat, the
-	// open does not wait for a writer; the fstat below refuses it.
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
-	if err != nil {
-		err = &fs.PathError{Op: "open", Path: path, Err: err}
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("%w: %w (the device is root's: run as root, or give the server's group access to it; in a container the device must also be allowed: a device plugin's resource, or a privileged container)", ErrNotAvailable, err)
-		}
-		return nil, fmt.Errorf("%w: %w", ErrNotAvailable, err)
+	// Checked on the open descriptor: should path have turned into a FIFO
+	// or anything else since the Stat, it is refused without waiting.
+	f, err := boundedread.Open(path, unix.O_RDWR|unix.O_NOCTTY, fs.ModeDevice|fs.ModeCharDevice, "the tdx_guest device")
+	if errors.Is(err, fs.ErrPermission) {
+		return nil, fmt.Errorf("%w: %w (the device is root's: run as root, or give the server's group access to it; in a container the device must also be allowed: a device plugin's resource, or a privileged container)", ErrNotAvailable, err)
 	}
-	f := os.NewFile(uintptr(fd), path)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
-		f.Close()
-		return nil, fmt.Errorf("%w: %s is no longer a character device", ErrNotAvailable, path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotAvailable, err)
 	}
 	return &tdxGuest{f: f}, nil
 }

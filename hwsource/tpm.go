@@ -10,10 +10,12 @@ import (
 	"slices"
 	"time"
 
-	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+	"golang.org/x/sys/unix"
+
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 )
 
 // Host paths of the TPM event log and device. securityfs exposes the log to
@@ -121,11 +123,14 @@ func (s *tpmSource) Registers(ctx context.Context) (eventlog.Bank, error) {
 	return bank, nil
 }
 
-// open opens the first TPM device that exists.
+// open opens the first TPM device that exists: a character device, or a
+// Unix socket to a TPM reached over one. Nothing at the path can make it
+// block: the device is opened without blocking and checked on the open file
+// (a FIFO, a regular file or a directory put there is refused at once).
 func (s *tpmSource) open() (transport.TPMCloser, string, error) {
 	var missing []error
 	for _, path := range s.devices {
-		fi, err := os.Stat(path)
+		fi, err := os.Lstat(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			missing = append(missing, err)
 			continue
@@ -134,23 +139,35 @@ func (s *tpmSource) open() (transport.TPMCloser, string, error) {
 			return nil, "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
 		}
 		var t transport.TPMCloser
-		switch {
-		case fi.Mode()&fs.ModeDevice != 0:
-			t, err = linuxtpm.Open(path)
-		case fi.Mode()&fs.ModeSocket != 0:
+		if fi.Mode().Type() == fs.ModeSocket {
 			t, err = openSocketTPM(path)
-		default:
-			return nil, "", fmt.Errorf("%w: %s is a %s, not a TPM device", ErrNotAvailable, path, fileKind(fi.Mode()))
+		} else {
+			t, err = openDeviceTPM(path)
 		}
-		if errors.Is(err, fs.ErrPermission) {
+		var typeErr *boundedread.FileTypeError
+		switch {
+		case errors.As(err, &typeErr):
+			return nil, "", fmt.Errorf("%w: %w", ErrNotAvailable, err)
+		case errors.Is(err, fs.ErrPermission):
 			return nil, "", fmt.Errorf("%w: %w (run as root, or as a member of the group owning the device, usually tss)", ErrNotAvailable, err)
-		}
-		if err != nil {
+		case err != nil:
 			return nil, "", fmt.Errorf("%w: open %s: %w", ErrNotAvailable, path, err)
 		}
 		return t, path, nil
 	}
 	return nil, "", fmt.Errorf("%w: no TPM device at %s (no TPM, or its driver is not loaded): %w", ErrNotAvailable, orList(s.devices), joinErrors(missing))
+}
+
+// openDeviceTPM opens a TPM character device as linuxtpm.Open does, but on
+// the descriptor it checked: linuxtpm stats the path, then opens it
+// blocking, which a FIFO swapped in between (or any FIFO, opened for
+// reading only) would hang.
+func openDeviceTPM(path string) (transport.TPMCloser, error) {
+	f, err := boundedread.Open(path, unix.O_RDWR, fs.ModeDevice|fs.ModeCharDevice, "a TPM device (a character device, or a Unix socket to a TPM)")
+	if err != nil {
+		return nil, err
+	}
+	return transport.FromReadWriteCloser(f), nil
 }
 
 // openSocketTPM opens a TPM reached over a Unix socket. linuxudstpm connects
@@ -169,20 +186,6 @@ func probeSocket(path string) error {
 		return err
 	}
 	return c.Close()
-}
-
-func fileKind(m fs.FileMode) string {
-	switch {
-	case m.IsRegular():
-		return "regular file"
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	}
-	return "file of mode " + m.String()
 }
 
 func (s *tpmSource) RegistersFrom() string { return "TPM device " + orList(s.devices) }

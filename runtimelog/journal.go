@@ -59,6 +59,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/dirfd"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/durable"
 )
 
@@ -123,19 +124,23 @@ type Dir struct {
 
 // OpenDir creates (mode 0700) and locks a state directory.
 func OpenDir(path string) (*Dir, error) {
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	// It holds every container's events and IDs: private to the server,
-	// whatever mode an existing directory had.
-	if err := os.Chmod(path, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	lockPath := filepath.Join(path, "lock")
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	dir, err := dirfd.Open(path, 0o700)
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	defer dir.Close()
+	// It holds every container's events and IDs: private to the server,
+	// whatever mode an existing directory had (set through the descriptor:
+	// the path may have been swapped meanwhile).
+	if err := dirfd.Own(dir, -1, -1, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	lockPath := filepath.Join(path, "lock")
+	fd, err := unix.Openat(int(dir.Fd()), "lock", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: open %s: %w", lockPath, err)
+	}
+	f := os.NewFile(uintptr(fd), lockPath)
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {

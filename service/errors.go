@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -15,18 +16,16 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/tdxquote"
 )
 
-// errDirFull is wrapped when the output directory is at its size limit and
-// nothing in it is old enough to be removed.
-var errDirFull = errors.New("output directory full")
-
-// outputError is a failure to write a file: a reply's, or the runtime log.
-// It is the server's problem, not the source's: a permission error here is
-// INTERNAL, not PERMISSION_DENIED.
+// outputError is a failure to write the runtime log. It is the server's
+// problem, not the source's: a permission error here is INTERNAL, not
+// PERMISSION_DENIED. (A reply's file fails with an *outdir.Error.)
 type outputError struct {
 	path string
 	err  error
@@ -55,8 +54,8 @@ func (e *noSourceError) Error() string {
 // the registers: it uses an algorithm this server cannot compute.
 var errCannotReplay = errors.New("cannot replay the log")
 
-// limitError is a container-level limit reached: its count or size of
-// events, the size of one event, or the node's runtime log.
+// limitError is a limit reached: a container's count or size of events, the
+// size of one event, the node's runtime log, or an inline reply's size.
 type limitError struct{ msg string }
 
 func (e *limitError) Error() string { return e.msg }
@@ -106,6 +105,17 @@ type extendError struct {
 func (e *extendError) Error() string { return e.err.Error() }
 func (e *extendError) Unwrap() error { return e.err }
 
+// sourceTimeoutError is a source whose read has not finished in the time
+// requests wait for it: a hung file system or device.
+type sourceTimeoutError struct {
+	source string
+	after  time.Duration
+}
+
+func (e *sourceTimeoutError) Error() string {
+	return fmt.Sprintf("reading the %s has not finished after %s: the source does not answer (a hung file system or device?)", e.source, e.after)
+}
+
 // toStatus maps every error the service can meet to its gRPC status, in one
 // place. The message is the error's own, which names what was wrong and where;
 // no error leaves the service as codes.Unknown.
@@ -118,6 +128,7 @@ func toStatus(err error) error {
 	}
 	var (
 		outErr      *outputError
+		dirErr      *outdir.Error
 		rangeErr    *eventlog.RangeError
 		formatErr   *eventlog.FormatError
 		tableErr    *ccel.Error
@@ -130,6 +141,9 @@ func toStatus(err error) error {
 		extendErr   *extendError
 		corruptErr  *runtimelog.CorruptError
 		quoteErr    *tdxquote.Error
+		typeErr     *boundedread.FileTypeError
+		tooLargeErr *boundedread.TooLargeError
+		timeoutErr  *sourceTimeoutError
 	)
 	code := codes.Internal
 	switch {
@@ -169,11 +183,13 @@ func toStatus(err error) error {
 		if errors.As(err, &corruptErr) {
 			code = codes.DataLoss
 		}
-	case errors.As(err, &outErr):
+	case errors.As(err, &outErr), errors.As(err, &dirErr):
+		// The server's own files: a permission error here is INTERNAL, not
+		// PERMISSION_DENIED, and so is anything in the way of its files.
 		switch {
-		case errors.Is(err, errDirFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		case errors.Is(err, outdir.ErrFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 			code = codes.ResourceExhausted
-		case errors.Is(err, errCannotChown):
+		case errors.Is(err, outdir.ErrCannotChown):
 			code = codes.FailedPrecondition
 		}
 	case errors.As(err, &rangeErr):
@@ -182,6 +198,13 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.As(err, &formatErr), errors.As(err, &tableErr):
 		code = codes.DataLoss
+	case errors.As(err, &typeErr), errors.As(err, &tooLargeErr):
+		// A FIFO, device or directory where a log should be, or a file
+		// far larger than any log: the node is set up wrong, and nothing
+		// was found corrupt (the file was not read), so not DATA_LOSS.
+		code = codes.FailedPrecondition
+	case errors.As(err, &timeoutErr):
+		code = codes.Unavailable
 	case errors.Is(err, fs.ErrNotExist):
 		code = codes.FailedPrecondition
 	case errors.Is(err, fs.ErrPermission):

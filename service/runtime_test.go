@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
@@ -23,7 +24,7 @@ func TestFirstReadAfterClose(t *testing.T) {
 	dir := t.TempDir()
 	s, err := New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: td}, Options{
 		OutputDir: filepath.Join(dir, "out"),
-		Limits:    DirLimits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
+		Limits:    outdir.Limits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Runtime:   RuntimeOptions{StateDir: filepath.Join(dir, "state")},
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	"github.com/ccnp-eventlog/ccnp-eventlog/peercred"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
@@ -43,15 +44,18 @@ import (
 // says who the caller is.
 //
 // A container's files are private to the calling uid: they go to
-// <output-dir>/containers/<dir>/, where <dir> (mode 0700) and the files
-// (0400) belong to the caller's uid, and <dir> is a keyed hash of the
-// container ID and uid. The containers directory is 0711: it can be crossed
-// but not listed, so other containers, even under the same uid, can neither
-// list nor compute the path (container IDs are no secret: the node and the
-// API server show them). Giving a file to another uid takes root (or
-// CAP_CHOWN and CAP_DAC_OVERRIDE); a server without it serves files only to
-// callers of its own uid, and tells the others to ask for inline content,
-// which never touches the disk.
+// <output-dir>/containers/<dir>/ (an outdir private directory), where the
+// files (mode 0400) belong to the caller's uid, and <dir> is a keyed hash of
+// the container ID and uid. The containers directory and <dir> belong to the
+// server, mode 0711: they can be crossed but not listed, so other
+// containers, even under the same uid, can neither list nor compute the path
+// (container IDs are no secret: the node and the API server show them), and
+// the caller can read its files but not create, rename or remove anything
+// there, so the server never meets a symbolic link of a caller's making.
+// Giving a file to another uid takes root (or CAP_CHOWN and
+// CAP_DAC_OVERRIDE); a server without it serves files only to callers of its
+// own uid, and tells the others to ask for inline content, which never
+// touches the disk.
 
 // caller is who made a request.
 type caller struct {
@@ -77,7 +81,7 @@ func (s *Service) openRuntime(opts Options) error {
 	if err == nil {
 		limits := opts.Limits
 		limits.MaxBytes = o.OutputBytes
-		s.saasOut, err = openPrivateDir(filepath.Join(opts.OutputDir, "containers"), limits)
+		s.saasOut, err = s.out.OpenPrivate("containers", limits)
 	}
 	if err != nil {
 		dir.Close()
@@ -300,18 +304,16 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	if err != nil {
 		return nil, err
 	}
-	e := encode(l, eventlog.JSONOptions{Kind: rt.kind}, events, req.Format, "saas-"+strings.ToLower(rt.kind.String()))
-	reply := e.reply
-	reply.Source = fmt.Sprintf("container %s's %s events in %s (runtime log %s)", short(c.container.ID), rt.kind.RegisterName(rt.index), cache.src.Name(), view.journal)
-	reply.Simulated = cache.src.Simulated()
+	r := render(l, eventlog.JSONOptions{Kind: rt.kind}, events, req.Format, "saas-"+strings.ToLower(rt.kind.String()))
+	r.reply.Source = fmt.Sprintf("container %s's %s events in %s (runtime log %s)", short(c.container.ID), rt.kind.RegisterName(rt.index), cache.src.Name(), view.journal)
+	r.reply.Simulated = cache.src.Simulated()
 	if req.Inline {
-		reply.EventlogData = e.content
-		return reply, nil
+		return s.inline(r)
 	}
-	path, err := s.saasOut.putOwned(s.containerDir(c)+"/"+e.name, e.content, &fileOwner{uid: c.uid, gid: c.gid})
+	st, err := store(s.saasOut, r, s.containerDir(c), &outdir.Owner{UID: c.uid, GID: c.gid})
 	if err != nil {
 		return nil, err
 	}
-	reply.EventlogDataLoc = path
-	return reply, nil
+	r.reply.EventlogDataLoc = st.Path
+	return r.reply, nil
 }

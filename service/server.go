@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -15,15 +16,48 @@ import (
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
+// ConnOptions bound how long a connection may stay open without doing
+// anything: each costs the server file descriptors and memory, and the
+// number a uid may hold is capped (package connlimit), so one that idles
+// would keep another's place.
+type ConnOptions struct {
+	// IdleTimeout: a connection without an RPC in flight for this long is
+	// sent GOAWAY and closed (gRPC clients reconnect when they next call).
+	IdleTimeout time.Duration
+	// HandshakeTimeout: a connection that has not sent the HTTP/2 preface
+	// and settings within it is closed.
+	HandshakeTimeout time.Duration
+}
+
+// DefaultConnOptions are the connection bounds of NewGRPCServer, and the
+// defaults of serve's --conn-idle-timeout and --handshake-timeout.
+var DefaultConnOptions = ConnOptions{IdleTimeout: 5 * time.Minute, HandshakeTimeout: 10 * time.Second}
+
+// maxStreamsPerConn bounds the RPCs one connection may have in flight
+// (gRPC's default is unbounded): streams such as health Watch stay open, and
+// each holds a goroutine. A client past it queues, it is not refused.
+const maxStreamsPerConn = 32
+
+// ServerOptions are the gRPC server options that apply o.
+func (o ConnOptions) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ConnectionTimeout(o.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: o.IdleTimeout}),
+	}
+}
+
 // NewGRPCServer returns a gRPC server carrying the Eventlog service, the
 // grpc.health.v1 service and reflection (so grpcurl needs no proto file).
 // Health starts NOT_SERVING; WatchHealth sets it from the sources.
 //
 // Its transport credentials record each Unix socket connection's peer
 // (peercred), which container-level requests are attributed by; clients
-// connect as with insecure credentials.
+// connect as with insecure credentials. Connections are bounded by
+// DefaultConnOptions and maxStreamsPerConn; opts come after, and override.
 func (s *Service) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append([]grpc.ServerOption{grpc.Creds(peercred.NewCredentials())}, opts...)
+	defaults := append([]grpc.ServerOption{grpc.Creds(peercred.NewCredentials()), grpc.MaxConcurrentStreams(maxStreamsPerConn)},
+		DefaultConnOptions.ServerOptions()...)
+	opts = append(defaults, opts...)
 	opts = append(opts, grpc.ChainUnaryInterceptor(s.logRequests))
 	g := grpc.NewServer(opts...)
 	eventlogpb.RegisterEventlogServer(g, s)
@@ -116,9 +150,9 @@ func (s *Service) Sweep(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.out.sweep()
+			s.out.Sweep()
 			if s.saasOut != nil {
-				s.saasOut.sweep()
+				s.saasOut.Sweep()
 			}
 		}
 	}

@@ -40,14 +40,24 @@ fields.`
 // as /dev/zero must fail rather than fill memory.
 const maxLogFile = 64 << 20
 
-// readLogFile reads a file of at most maxLogFile bytes.
+// readLogFile reads a file of at most maxLogFile bytes. Unlike the server,
+// which reads regular files only, it reads whatever its user names: a pipe
+// (decode <(ssh node cat ...)) or /dev/stdin is what a shell user means.
 func readLogFile(path string) ([]byte, error) {
-	b, err := boundedread.ReadFile(path, maxLogFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := boundedread.ReadAll(f, maxLogFile)
 	var tooLarge *boundedread.TooLargeError
 	if errors.As(err, &tooLarge) {
 		return nil, fmt.Errorf("%s: larger than %d MiB: not an event log", path, maxLogFile>>20)
 	}
-	return b, err
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
 }
 
 // parseLogFile reads and parses an event log file. tdx reads it as a TDX

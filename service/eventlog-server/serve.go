@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
@@ -31,7 +33,8 @@ type serveConfig struct {
 	outputDir  string
 	hwsource   string
 	root       string
-	limits     service.DirLimits
+	limits     outdir.Limits
+	maxInline  int64
 	drain      time.Duration
 	logLevel   string
 	logFormat  string
@@ -43,7 +46,14 @@ type serveConfig struct {
 	identity   service.IdentityOptions
 	criSocket  string
 	zeroBased  bool
+	conns      connlimit.Limits
+	connOpts   service.ConnOptions
 }
+
+// spareFiles are the file descriptors kept for the server's own files
+// (sources, the TPM, journals, files being written) when the connection
+// caps are fitted to the file limit.
+const spareFiles = 256
 
 // crashPointEnv names the environment variable that makes the server kill
 // itself at a point of recording a container-level event, for the e2e
@@ -63,10 +73,15 @@ func runServe(args []string) int {
 	fs.DurationVar(&c.limits.MaxAge, "max-file-age", time.Hour, "a file not handed out for this long is removed")
 	fs.DurationVar(&c.limits.MinLifetime, "min-file-lifetime", 5*time.Minute, "a returned path stays readable at least this long, even when the directory is full")
 	fs.BoolVar(&c.zeroBased, "zero-based-start", false, "count start_position as the events to skip, as the upstream CCNP server did (start 2 returns events from the third on), for clients written against it; by default it is the number of the first event returned (0 and 1 both the first)")
+	fs.Int64Var(&c.maxInline, "max-inline-bytes", service.DefaultMaxInlineBytes, "largest reply sent inline (GetEventlogRequest.inline), held whole in memory; a larger one is refused with RESOURCE_EXHAUSTED (ask for a file instead)")
 	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
-	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "while no source works, how often to check again")
+	fs.IntVar(&c.conns.PerUID, "max-conns-per-uid", 128, "most connections one uid may hold open (root too: uid 0 is every container that runs as root); past it, its new ones are closed at once and logged")
+	fs.IntVar(&c.conns.Total, "max-conns", 1024, "most connections all uids may hold open together (the server's own uid, which its probes run as, may hold its --max-conns-per-uid past it)")
+	fs.DurationVar(&c.connOpts.IdleTimeout, "conn-idle-timeout", service.DefaultConnOptions.IdleTimeout, "a connection with no request in flight for this long is closed (clients reconnect when they next call)")
+	fs.DurationVar(&c.connOpts.HandshakeTimeout, "handshake-timeout", service.DefaultConnOptions.HandshakeTimeout, "a connection that has not begun HTTP/2 within this long is closed")
+	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "how often a source that failed is read again (until then, requests get its error from memory)")
 	seed := fs.Int64("sim-seed", 1, "simulated hardware: seed of the synthetic logs")
 	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
 	fs.IntVar(&c.simTPM.Events, "sim-tpm-events", simulator.DefaultTPMEvents, "simulated hardware: events in the TPM log")
@@ -185,26 +200,31 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
+	conns, err := connLimits(c.conns, logger)
+	if err != nil {
+		return err
+	}
 	lis, err := service.ListenUnix(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
 	}
-	defer os.Remove(c.socket)
-	g, hs := svc.NewGRPCServer()
+	defer lis.Close() // and the socket with it, if it is still this server's
+	g, hs := svc.NewGRPCServer(c.connOpts.ServerOptions()...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go svc.WatchHealth(ctx, hs, c.healthWait)
 	go svc.Sweep(ctx, min(c.limits.MinLifetime, time.Minute))
 
-	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir, "zero_based_start", c.zeroBased)
+	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir, "zero_based_start", c.zeroBased,
+		"max_conns_per_uid", conns.PerUID, "max_conns", conns.Total)
 	served := make(chan error, 1)
-	go func() { served <- g.Serve(lis) }()
+	go func() { served <- g.Serve(connlimit.New(lis, conns)) }()
 	select {
 	case err := <-served:
 		return err
@@ -222,4 +242,27 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// connLimits completes the connection caps: negative values are refused,
+// the server's own uid may exceed the total (its exec probes connect as it),
+// and the caps are lowered to fit the file limit, raised first to its hard
+// limit, with a warning, so the server never runs out of descriptors.
+func connLimits(lim connlimit.Limits, logger *slog.Logger) (connlimit.Limits, error) {
+	if lim.PerUID < 0 || lim.Total < 0 {
+		return lim, fmt.Errorf("--max-conns-per-uid (%d) and --max-conns (%d) must not be negative (0: as many as the file limit allows)", lim.PerUID, lim.Total)
+	}
+	lim.TotalExempt = []uint32{uint32(os.Geteuid())}
+	lim.Logger = logger
+	nofile, err := connlimit.RaiseFileLimit()
+	if err != nil {
+		return lim, err
+	}
+	fit, lowered := lim.FitFiles(nofile, spareFiles)
+	if lowered {
+		logger.Warn("connection caps lowered to fit the open file limit (RLIMIT_NOFILE): raise the limit to allow more",
+			"nofile", nofile, "files_per_conn", connlimit.FilesPerConn,
+			"max_conns_per_uid", fit.PerUID, "was_per_uid", lim.PerUID, "max_conns", fit.Total, "was", lim.Total)
+	}
+	return fit, nil
 }

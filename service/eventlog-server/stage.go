@@ -14,6 +14,8 @@ import (
 	"syscall"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/dirfd"
 )
 
 // The stage subcommand runs as the DaemonSet's init container. The kernel
@@ -162,7 +164,13 @@ func stage(opts stageOptions, log *slog.Logger) error {
 // longer be allowed to open for writing once it belongs to uid 1000. The
 // returned error wraps fs.ErrNotExist only when src does not exist.
 func copyFile(src, dst string, opts stageOptions) (int64, error) {
-	in, err := os.Open(src)
+	// Opened without blocking and checked on the descriptor: a FIFO or a
+	// device at src is refused instead of hanging the init container.
+	in, err := boundedread.Open(src, os.O_RDONLY, 0, "a regular file")
+	var typeErr *boundedread.FileTypeError
+	if errors.As(err, &typeErr) {
+		return 0, err
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
@@ -173,11 +181,6 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 		return 0, fmt.Errorf("cannot open %s: %w", src, unwrapPath(err))
 	}
 	defer in.Close()
-	if fi, err := in.Stat(); err != nil {
-		return 0, fmt.Errorf("cannot stat %s: %w", src, unwrapPath(err))
-	} else if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("%s is not a regular file (%s)", src, fi.Mode().Type())
-	}
 
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -223,23 +226,24 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 // changing its mode would take CAP_FOWNER, which the init container does not
 // have; a directory already set up by an earlier run is left as it is.
 func ownDir(dir string, uid, gid int) error {
-	if err := os.MkdirAll(dir, ownedDirMode); err != nil {
+	// Through a descriptor, a symbolic link in its place refused: a path
+	// could be swapped between the check and the chown.
+	f, err := dirfd.Open(dir, ownedDirMode)
+	if err != nil {
 		return fmt.Errorf("cannot create %s: %w", dir, err)
 	}
-	fi, err := os.Stat(dir)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("cannot stat %s: %w", dir, unwrapPath(err))
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory (%s)", dir, fi.Mode().Type())
-	}
 	if fi.Mode().Perm() != ownedDirMode {
-		if err := os.Chmod(dir, ownedDirMode); err != nil {
+		if err := f.Chmod(ownedDirMode); err != nil {
 			return fmt.Errorf("cannot set mode %04o on %s: %w", ownedDirMode, dir, unwrapPath(err))
 		}
 	}
 	if curUID, curGID, ok := fileOwner(fi); !ok || (uid != -1 && curUID != uid) || (gid != -1 && curGID != gid) {
-		if err := os.Chown(dir, uid, gid); err != nil {
+		if err := f.Chown(uid, gid); err != nil {
 			return fmt.Errorf("cannot give %s to %d:%d: %w (stage needs CAP_CHOWN)", dir, uid, gid, unwrapPath(err))
 		}
 	}

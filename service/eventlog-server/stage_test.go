@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/asnobody"
@@ -173,6 +174,19 @@ func TestStageFailsClearly(t *testing.T) {
 			}
 		},
 		wantMsgs: []string{ccelTablePath, "not a regular file"},
+	}, {
+		// A FIFO would block a plain open until a writer came.
+		name: "source is a named pipe",
+		setup: func(t *testing.T, opts *stageOptions) {
+			path := filepath.Join(opts.from, ccelTablePath)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		wantMsgs: []string{ccelTablePath, "is a named pipe, not a regular file"},
 	}, {
 		name: "staging dir is a file",
 		setup: func(t *testing.T, opts *stageOptions) {
