@@ -79,11 +79,11 @@ func TestReuseWithoutLooking(t *testing.T) {
 	}
 
 	changes := map[string]func(p string){
-		"removed":          func(p string) { os.Remove(p) },
-		"renamed away":     func(p string) { os.Rename(p, p+".away") },
-		"replaced":         func(p string) { os.WriteFile(p+".new", []byte("watched content"), 0o644); os.Rename(p+".new", p) },
-		"written to":       func(p string) { fh, _ := os.OpenFile(p, os.O_WRONLY, 0); fh.WriteAt([]byte("W"), 0); fh.Close() },
-		"chowned":          func(p string) { os.Chown(p, 65534, 65534) },
+		"removed":      func(p string) { os.Remove(p) },
+		"renamed away": func(p string) { os.Rename(p, p+".away") },
+		"replaced":     func(p string) { os.WriteFile(p+".new", []byte("watched content"), 0o644); os.Rename(p+".new", p) },
+		"written to":   func(p string) { fh, _ := os.OpenFile(p, os.O_WRONLY, 0); fh.WriteAt([]byte("W"), 0); fh.Close() },
+		"chowned":      func(p string) { os.Chown(p, 65534, 65534) },
 	}
 	for what, change := range changes {
 		st := mustPut(t, d, f)
