@@ -17,6 +17,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/logbuf"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
@@ -49,7 +50,15 @@ type serveConfig struct {
 	zeroBased  bool
 	conns      connlimit.Limits
 	connOpts   service.ConnOptions
+	requestLog *slog.Logger
 }
+
+// The request log's buffer: at most requestLogBytes (twice that while one
+// is being written), written at least every requestLogInterval and at exit.
+const (
+	requestLogBytes    = 1 << 20
+	requestLogInterval = 500 * time.Millisecond
+)
 
 // spareFiles are the file descriptors kept for the server's own files
 // (sources, the TPM, journals, files being written) when the connection
@@ -100,11 +109,21 @@ func runServe(args []string) int {
 		return 2
 	}
 	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
-	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
+	// The request log is buffered (one write per interval, not per
+	// request) and bounded: lines its reader cannot take in time are
+	// dropped and counted. Everything else is written at once, after the
+	// request lines before it.
+	var logger *slog.Logger
+	logw := logbuf.New(os.Stderr, requestLogBytes, requestLogInterval, func(n int) {
+		logger.Warn("request log lines dropped: its reader did not keep up", "lines", n, "buffer_bytes", requestLogBytes)
+	})
+	defer logw.Close() // after the last line below, on every return
+	logger, err := newLogger(logw.Now(), c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
 		return 2
 	}
+	c.requestLog, _ = newLogger(logw, c.logLevel, c.logFormat)
 	if err := serve(c, logger); err != nil {
 		logger.Error("server stopped", "err", err)
 		return 1
@@ -197,7 +216,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, RequestLogger: c.requestLog, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
 	if err != nil {
 		return err
 	}
