@@ -216,8 +216,8 @@ type Journal struct {
 	size    int64 // bytes of valid content
 	// starts are where each record of the last Append starts, for undoing
 	// them; nil when there is nothing to undo.
-	starts  []int64
-	seq     uint64
+	starts []int64
+	seq    uint64
 	// damaged is the damaged last record Open found and RepairTail has not
 	// settled; records are the intact ones, for rewriting a version 1
 	// journal without it.
