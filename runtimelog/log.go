@@ -464,50 +464,92 @@ func (rt *Log) confirm(records []Record) error {
 	if len(records) == 0 {
 		return nil
 	}
-	raw := rt.raw
-	for _, r := range records {
-		raw = append(raw, r.Event...)
+	old := rt.View()
+	events := make([][]byte, len(records))
+	for i := range records {
+		events[i] = records[i].Event
 	}
-	l, err := eventlog.Parse(raw)
+	l, err := extendLog(old.Platform, old.header, events)
 	if err != nil {
 		return err
 	}
-	old := rt.View()
 	v := *old
 	v.containers = make(map[string]*containerLog, len(old.containers)+1)
 	for id, c := range old.containers {
 		v.containers[id] = c
 	}
-	// Each container's log takes all its records at once and is parsed
-	// once: a restart confirms the whole journal in one call.
-	type growth struct {
-		raw   []byte
-		bytes int64
-	}
-	grown := map[string]*growth{}
-	first := len(l.Events) - len(records)
-	for i, r := range records {
-		g := grown[r.ContainerID]
-		if g == nil {
-			g = &growth{raw: bytes.Clone(v.header.Raw)}
-			if c := old.containers[r.ContainerID]; c != nil {
-				g.raw, g.bytes = bytes.Clone(c.log.Raw), c.bytes
-			}
-			grown[r.ContainerID] = g
+	// Each container's log takes all its records of the group at once.
+	mine := map[string][][]byte{}
+	var order []string
+	for _, r := range records {
+		if mine[r.ContainerID] == nil {
+			order = append(order, r.ContainerID)
 		}
-		g.raw = append(g.raw, r.Event...)
-		g.bytes += int64(len(l.Events[first+i].Data))
+		mine[r.ContainerID] = append(mine[r.ContainerID], r.Event)
 	}
-	for id, g := range grown {
-		cl, err := eventlog.Parse(g.raw)
+	first := len(l.Events) - len(records)
+	sizes := map[string]int64{}
+	for i, r := range records {
+		sizes[r.ContainerID] += int64(len(l.Events[first+i].Data))
+	}
+	for _, id := range order {
+		base, size := v.header, int64(0)
+		if c := old.containers[id]; c != nil {
+			base, size = c.log, c.bytes
+		}
+		cl, err := extendLog(base, v.header, mine[id])
 		if err != nil {
 			return err
 		}
-		v.containers[id] = &containerLog{log: cl, bytes: g.bytes}
+		v.containers[id] = &containerLog{log: cl, bytes: size + sizes[id]}
 	}
-	rt.raw = raw
+	rt.raw = l.Raw
 	rt.records = append(rt.records, records...)
 	v.Platform, v.Records = l, len(rt.records)
 	rt.view.Store(&v)
 	return nil
+}
+
+// extendLog returns the log l followed by events (TCG_PCR_EVENT2 records of
+// a log with header's Spec ID), parsing only them: l's events are kept as
+// they are, so that publishing a group costs what the group holds, not what
+// the log does. l is not changed: its Raw and Events are appended to past
+// their length, where nothing that holds l looks, and only ever by the one
+// committer, from the latest log. Without a header (a legacy log, which
+// takes no runtime events) the whole log is parsed again.
+func extendLog(l, header *eventlog.Log, events [][]byte) (*eventlog.Log, error) {
+	if header == nil {
+		raw := bytes.Clone(l.Raw)
+		for _, e := range events {
+			raw = append(raw, e...)
+		}
+		return eventlog.Parse(raw)
+	}
+	tail := bytes.Clone(header.Raw)
+	for _, e := range events {
+		tail = append(tail, e...)
+	}
+	t, err := eventlog.Parse(tail)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Events) != len(events) {
+		return nil, fmt.Errorf("%d records made %d events", len(events), len(t.Events))
+	}
+	raw := l.Raw
+	base := len(raw)
+	for _, e := range events {
+		raw = append(raw, e...)
+	}
+	out := &eventlog.Log{Raw: raw, Header: l.Header, SpecID: l.SpecID, Events: l.Events}
+	shift := base - len(header.Raw)
+	for _, e := range t.Events {
+		e.Num += len(l.Events)
+		e.Offset += shift
+		data := len(e.Data)
+		e.Raw = raw[e.Offset : e.Offset+len(e.Raw) : e.Offset+len(e.Raw)]
+		e.Data = e.Raw[len(e.Raw)-data:]
+		out.Events = append(out.Events, e)
+	}
+	return out, nil
 }

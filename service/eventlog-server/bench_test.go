@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchServerEnv) == "1" {
 		os.Exit(dispatch([]string{"serve"}))
 	}
+	if socket := os.Getenv(connectorEnv); socket != "" {
+		os.Exit(runConnector(socket))
+	}
 	if socket := os.Getenv(floorServerEnv); socket != "" {
 		os.Exit(serveFloor(socket, os.Getenv(floorReplyEnv)))
 	}
