@@ -67,10 +67,10 @@ func startUnhealthyServer(b testing.TB, env ...string) *serverProcess {
 	return launchServer(b, healthpb.HealthCheckResponse_NOT_SERVING, env...)
 }
 
-// launchServer starts a server process and waits, for 30 seconds at most,
-// until its health is want: a server answers health checks before it has
-// read its sources, NOT_SERVING until then.
-func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus, env ...string) *serverProcess {
+// spawnServer starts a server process, on simulated hardware unless env
+// says otherwise, and returns at once; its flags are EVENTLOG_* environment
+// variables.
+func spawnServer(b testing.TB, env ...string) *serverProcess {
 	b.Helper()
 	// The output directory is tmpfs in production (/run): use tmpfs here too.
 	tmp := "/dev/shm"
@@ -108,6 +108,15 @@ func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus,
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	return s
+}
+
+// launchServer starts a server process and waits, for 30 seconds at most,
+// until its health is want: a server answers health checks before it has
+// read its sources, NOT_SERVING until then.
+func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus, env ...string) *serverProcess {
+	b.Helper()
+	s := spawnServer(b, env...)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

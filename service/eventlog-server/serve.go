@@ -160,12 +160,27 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 		if err != nil {
 			return nil, nil, fmt.Errorf("--sim-kernel: %w", err)
 		}
+		// Both logs are made at once: each takes milliseconds (tens for a
+		// 1 MiB TDX log), and the server listens only once both are made.
+		type made struct {
+			tpm *simulator.TPM
+			err error
+		}
+		tpmMade := make(chan made, 1)
+		go func() {
+			tpm, err := simulator.NewTPM(c.simTPM)
+			tpmMade <- made{tpm, err}
+		}()
 		tdx, err := simulator.NewTDX(c.simTDX)
+		m := <-tpmMade
 		if err != nil {
+			if m.err == nil {
+				m.tpm.Close()
+			}
 			return nil, nil, err
 		}
 		srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx.OnKernel(kernel)}
-		tpm, err := simulator.NewTPM(c.simTPM)
+		tpm, err := m.tpm, m.err
 		if err != nil {
 			// The TDX simulation is pure Go and still serves; TPM requests
 			// answer FAILED_PRECONDITION.
