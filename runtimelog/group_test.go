@@ -294,3 +294,88 @@ func TestFailedExtendInAGroup(t *testing.T) {
 	}
 	replaysTo(t, rt.View(), td)
 }
+
+// TestRacingOneKey: one container sending the same keyed record many times
+// at once gets one record, and the others its outcome again.
+func TestRacingOneKey(t *testing.T) {
+	td, boot := simulatedTD(t)
+	rt := runtimelog.New(stateDir(t), eventlog.TDX, td, limits, quiet)
+	defer rt.Close()
+	rt.Open(context.Background(), boot)
+	slowFsyncs(t, 5*time.Millisecond)
+	const n = 16
+	results := make([]runtimelog.Recorded, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = rt.Record(context.Background(), runtimelog.Request{Container: ctrA, Key: "once", Type: eventlog.EvEventTag, Data: []byte("once")})
+		}()
+	}
+	wg.Wait()
+	fresh := 0
+	for i := range n {
+		if errs[i] != nil || results[i].Event.Num != results[0].Event.Num || results[i].Own != 1 {
+			t.Errorf("call %d: %+v %v", i, results[i], errs[i])
+		}
+		if !results[i].Again {
+			fresh++
+		}
+	}
+	if v := rt.View(); fresh != 1 || v.Records != 1 {
+		t.Errorf("%d calls recorded anew, %d records; want 1 and 1", fresh, v.Records)
+	}
+	replaysTo(t, rt.View(), td)
+}
+
+// TestCloseUnderRecords: a Close while records are queued and committed
+// waits for the group in flight, refuses the rest, and leaves a journal
+// the register agrees with.
+func TestCloseUnderRecords(t *testing.T) {
+	td, boot := simulatedTD(t)
+	dir, _ := openDir(t)
+	many := runtimelog.Limits{MaxEvents: 100, MaxBytes: 1 << 16, MaxLogBytes: 1 << 20}
+	rt := runtimelog.New(dir, eventlog.TDX, td, many, quiet)
+	rt.Open(context.Background(), boot)
+	slowFsyncs(t, 2*time.Millisecond)
+	var ok, refused atomic.Int64
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				_, err := rt.Record(context.Background(), runtimelog.Request{Container: container(c), Type: eventlog.EvEventTag, Data: []byte(fmt.Sprint(c, " ", i))})
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.As(err, new(*runtimelog.UnavailableError)):
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() { rt.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return under records")
+	}
+	wg.Wait()
+	if refused.Load() == 0 {
+		t.Log("every record finished before Close")
+	}
+	again := runtimelog.New(dir, eventlog.TDX, td, many, quiet)
+	defer again.Close()
+	v := again.Open(context.Background(), boot)
+	if v.Disabled != nil || v.Records != int(ok.Load()) {
+		t.Errorf("reopened: disabled %v, %d records, %d recorded", v.Disabled, v.Records, ok.Load())
+	}
+	replaysTo(t, v, td)
+}
