@@ -24,6 +24,11 @@
 // it was last handed out. The files a previous run left are adopted as if
 // handed out when the directory is opened, so that a restart never cuts a
 // promise short, and no file is ever touched to remember one.
+//
+// A file handed out again is not looked at on disk: an inotify watch on the
+// directory tells the server what others change there, and a file removed,
+// replaced or written to by anyone else is written again by the next
+// request for it (watch.go).
 package outdir
 
 import (
