@@ -37,6 +37,13 @@ const (
 	CATEGORY_TDX_EVENTLOG CATEGORY = 0
 	// The TPM log, from securityfs.
 	CATEGORY_TPM_EVENTLOG CATEGORY = 1
+	// The kernel's IMA measurement list, from securityfs
+	// (ima/binary_runtime_measurements), extended into PCR 10: entries
+	// 1..N in list order. TCG_RAW is the kernel's binary format, the
+	// entries' bytes unchanged (it has no header); CCNP_JSON decodes each
+	// entry's template. The list grows while the node runs: each request
+	// sees the entries appended since the last.
+	CATEGORY_IMA_EVENTLOG CATEGORY = 2
 )
 
 // Enum value maps for CATEGORY.
@@ -44,10 +51,12 @@ var (
 	CATEGORY_name = map[int32]string{
 		0: "TDX_EVENTLOG",
 		1: "TPM_EVENTLOG",
+		2: "IMA_EVENTLOG",
 	}
 	CATEGORY_value = map[string]int32{
 		"TDX_EVENTLOG": 0,
 		"TPM_EVENTLOG": 1,
+		"IMA_EVENTLOG": 2,
 	}
 )
 
@@ -1105,10 +1114,11 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x1c\n" +
 	"\tsimulated\x18\a \x01(\bR\tsimulated\x12!\n" +
 	"\ftotal_events\x18\b \x01(\rR\vtotalEvents\x12\x12\n" +
-	"\x04mrtd\x18\t \x01(\tR\x04mrtd*.\n" +
+	"\x04mrtd\x18\t \x01(\tR\x04mrtd*@\n" +
 	"\bCATEGORY\x12\x10\n" +
 	"\fTDX_EVENTLOG\x10\x00\x12\x10\n" +
-	"\fTPM_EVENTLOG\x10\x01*\x1b\n" +
+	"\fTPM_EVENTLOG\x10\x01\x12\x10\n" +
+	"\fIMA_EVENTLOG\x10\x02*\x1b\n" +
 	"\x05LEVEL\x12\b\n" +
 	"\x04PAAS\x10\x00\x12\b\n" +
 	"\x04SAAS\x10\x01*$\n" +
