@@ -123,8 +123,9 @@ e2e-down:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
 	$(GO) test -run '^$$' -bench InProcess ./service/
-	$(GO) test -run '^$$' -bench . -skip PeakRSS -benchtime 20000x ./service/eventlog-server/
-	$(GO) test -run '^$$' -bench PeakRSS -benchtime 1x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench . -skip 'PeakRSS|IMAAppend|IMAMemory' -benchtime 20000x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench IMAAppend -benchtime 300x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench 'PeakRSS|IMAMemory' -benchtime 1x ./service/eventlog-server/
 
 # -fuzzminimizetime: minimizing a large log-area input would otherwise hold a
 # worker for a minute.
