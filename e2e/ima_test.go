@@ -125,6 +125,7 @@ var _ = Describe("The kernel's IMA measurement list", Label("ima"), func() {
 
 		l := parseIMAList(want)
 		reply, js := getIMA(ctx, srv, 0, 0, eventlogpb.FORMAT_CCNP_JSON)
+		Expect(reply.Sha256).To(Equal(sha256Hex(js)))
 		var doc imaJSON
 		Expect(json.Unmarshal(js, &doc)).To(Succeed())
 		Expect(doc.Kind).To(Equal("IMA"))
