@@ -2,6 +2,12 @@
 // into the runtime register (TDX RTMR3, TPM PCR 23) after boot, each with the
 // container that recorded it, in a journal that survives server restarts.
 //
+// Log is that runtime log in a running server: Record measures an event
+// (the journal first, then the register), Open settles at start what a
+// crash left, and View is what readers see, published anew by each record:
+// the platform log with the runtime events appended, and each container's
+// own log. Journal is the file alone.
+//
 // The register and the journal must never disagree, and a server can die at
 // any moment. So a record is appended to the journal and made durable
 // (fdatasync) before the register is extended, and never the other way

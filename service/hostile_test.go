@@ -19,6 +19,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
@@ -65,7 +66,7 @@ func serveLimited(t *testing.T, root string, lim connlimit.Limits, conn service.
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := service.ListenUnix(socket, 0o666)
+	inner, err := unixsock.Listen(socket, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}

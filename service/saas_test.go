@@ -29,6 +29,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
@@ -178,7 +179,7 @@ func (e *runtimeEnv) serve(t *testing.T, srcs map[eventlogpb.CATEGORY]hwsource.S
 		t.Fatal(err)
 	}
 	socket := filepath.Join(e.dir, "eventlog.sock")
-	lis, err := service.ListenUnix(socket, 0o666)
+	lis, err := unixsock.Listen(socket, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -869,7 +870,6 @@ func TestStateDirInUse(t *testing.T) {
 		{StateDir: e.state, MaxEventSize: 10, MaxBytes: 5},
 		{StateDir: e.state, MaxBytes: 10, MaxLogBytes: 5},
 		{StateDir: e.state, MaxEvents: -1},
-		{StateDir: e.state, CrashPoint: "sometime"},
 	} {
 		if _, err := service.New(nil, service.Options{OutputDir: t.TempDir(), Limits: outdir.Limits{MaxBytes: 1, MaxAge: time.Hour, MinLifetime: time.Minute}, Runtime: bad}); err == nil {
 			t.Errorf("options %+v accepted", bad)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
@@ -104,7 +104,7 @@ func start(t *testing.T, root string, limits *outdir.Limits, options ...func(*se
 		t.Fatal(err)
 	}
 	s.svc = svc
-	lis, err := service.ListenUnix(s.socket, 0o666)
+	lis, err := unixsock.Listen(s.socket, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,53 +536,4 @@ func TestConcurrentRequests(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-}
-
-func TestStaleSocket(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "eventlog.sock")
-	// A socket left behind by a server that died: nobody answers on it.
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal("the stale socket should still exist")
-	}
-	live, err := service.ListenUnix(path, 0o600)
-	if err != nil {
-		t.Fatalf("a stale socket must be replaced: %v", err)
-	}
-	defer live.Close()
-	go func() {
-		for {
-			c, err := live.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode: %v %v, want 0600", info.Mode(), err)
-	}
-	// A live server must not be replaced.
-	if _, err := service.ListenUnix(path, 0o600); err == nil || !strings.Contains(err.Error(), "another server") {
-		t.Errorf("listening over a live server: %v", err)
-	}
-	// Nor a file that is not a socket.
-	file := filepath.Join(dir, "not-a-socket")
-	os.WriteFile(file, []byte("x"), 0o644)
-	if _, err := service.ListenUnix(file, 0o600); err == nil || !strings.Contains(err.Error(), "not a socket") {
-		t.Errorf("listening over a regular file: %v", err)
-	}
-	// The socket's directory is created.
-	deep := filepath.Join(dir, "a", "b", "eventlog.sock")
-	l2, err := service.ListenUnix(deep, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2.Close()
 }

@@ -203,12 +203,13 @@ func (t *TPM) Simulated() bool { return true }
 // RegistersFrom implements hwsource.Source.
 func (t *TPM) RegistersFrom() string { return "the go-tpm-tools simulator's PCRs, read with go-tpm" }
 
-// ReadLog returns a copy of the log, as binary_bios_measurements holds it.
-func (t *TPM) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+// ReadLog returns a copy of the log, as binary_bios_measurements holds it,
+// parsed.
+func (t *TPM) ReadLog(ctx context.Context) (hwsource.Log, error) {
 	if err := ctx.Err(); err != nil {
-		return hwsource.RawLog{}, err
+		return hwsource.Log{}, err
 	}
-	return hwsource.RawLog{Data: slices.Clone(t.log)}, nil
+	return hwsource.ParseLog(slices.Clone(t.log), false, t.Name())
 }
 
 // Registers reads PCRs 0..23 of the SHA-1 and SHA-256 banks from the

@@ -61,10 +61,7 @@ func TestTPMReplayGivesPCRs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l, err := raw.Parse()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := raw.Parsed
 			if len(l.Events) != events || l.Header.Index != 0 || fmt.Sprint(l.Algs()) != "[sha1 sha256]" {
 				t.Errorf("%d events, header at %d, algorithms %v; want %d, 0, [sha1 sha256]", len(l.Events), l.Header.Index, l.Algs(), events)
 			}

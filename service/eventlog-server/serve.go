@@ -17,6 +17,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
@@ -54,12 +55,6 @@ type serveConfig struct {
 // (sources, the TPM, journals, files being written) when the connection
 // caps are fitted to the file limit.
 const spareFiles = 256
-
-// crashPointEnv names the environment variable that makes the server kill
-// itself at a point of recording a container-level event, for the e2e
-// crash-recovery specs only; see service.RuntimeOptions.CrashPoint. It is
-// not a flag, so that --help does not offer it.
-const crashPointEnv = "EVENTLOG_TEST_CRASH_POINT"
 
 func runServe(args []string) int {
 	fs := newFlagSet("serve", "eventlog-server [serve] [flags]")
@@ -105,7 +100,6 @@ func runServe(args []string) int {
 		return 2
 	}
 	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
-	c.runtime.CrashPoint = os.Getenv(crashPointEnv)
 	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
@@ -190,6 +184,9 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
+	if srcs, err = withCrashPoint(srcs, os.Getenv(crashPointEnv), logger); err != nil {
+		return err
+	}
 	if c.runtime.StateDir != "" {
 		rt, err := containerRuntime(c)
 		if err != nil {
@@ -209,7 +206,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	lis, err := service.ListenUnix(c.socket, os.FileMode(mode))
+	lis, err := unixsock.Listen(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
 	}

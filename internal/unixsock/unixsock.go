@@ -1,4 +1,7 @@
-package service
+// Package unixsock places the server's Unix socket: bound where no one else
+// can swap it, given its mode, renamed into place, and removed on close only
+// if it is still the one bound.
+package unixsock
 
 import (
 	"crypto/rand"
@@ -18,7 +21,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/dirfd"
 )
 
-// ListenUnix listens on a Unix socket at path with permission bits mode,
+// Listen listens on a Unix socket at path with permission bits mode,
 // creating its directory. An existing socket is replaced only when no server
 // answers on it (a stale socket left by a crash); a live server there, or a
 // file that is not a socket, is an error.
@@ -32,7 +35,7 @@ import (
 // one else can rename or remove the server's entries).
 //
 // Closing the listener removes the socket, if it is still the one bound.
-func ListenUnix(path string, mode fs.FileMode) (net.Listener, error) {
+func Listen(path string, mode fs.FileMode) (net.Listener, error) {
 	dir, err := dirfd.Open(filepath.Dir(path), 0o755)
 	if err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
