@@ -27,11 +27,11 @@ const IntegrityService = "eventlog.integrity"
 // DefaultVerifyInterval is --verify-interval's default.
 const DefaultVerifyInterval = 5 * time.Minute
 
-// verifyTimeout bounds one category's verification. Reading a log and its
-// registers takes milliseconds; a TPM or file system that does not answer
-// within it is reported, and while it still has not, the category is not
-// verified again (so hung reads never pile up).
-const verifyTimeout = 30 * time.Second
+// DefaultVerifyTimeout bounds one category's verification. Reading a log
+// and its registers takes milliseconds; a TPM or file system that does not
+// answer within it is reported, and while it still has not, the category
+// is not verified again (so hung reads never pile up).
+const DefaultVerifyTimeout = 30 * time.Second
 
 // liveRegisters reads the category's live registers, with p, its platform
 // log, as of the same moment: while no container-level record is in
@@ -72,11 +72,11 @@ type integrityResult struct {
 
 // WatchIntegrity verifies every category the service serves against the
 // live registers, at once and then every interval, until ctx is done, as
-// the VerifyEventlog RPC does. Each outcome goes to report (whether each
+// the VerifyEventlog RPC does, each within timeout. Each outcome goes to report (whether each
 // register that could be read matches) and to hs, as the status of
 // IntegrityService; a register that stops matching is logged once, at
 // error level.
-func (s *Service) WatchIntegrity(ctx context.Context, interval time.Duration, hs *health.Server, report *metrics.Integrity) {
+func (s *Service) WatchIntegrity(ctx context.Context, interval, timeout time.Duration, hs *health.Server, report *metrics.Integrity) {
 	var checks []*integrityCheck
 	for cat := range s.logs {
 		checks = append(checks, &integrityCheck{cat: cat, mismatched: map[string]bool{}})
@@ -85,7 +85,7 @@ func (s *Service) WatchIntegrity(ctx context.Context, interval time.Duration, hs
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		s.verifyRound(ctx, checks, hs, report)
+		s.verifyRound(ctx, checks, timeout, hs, report)
 		select {
 		case <-ctx.Done():
 			return
@@ -94,20 +94,20 @@ func (s *Service) WatchIntegrity(ctx context.Context, interval time.Duration, hs
 	}
 }
 
-// verifyRound verifies every category once, each within verifyTimeout.
-func (s *Service) verifyRound(ctx context.Context, checks []*integrityCheck, hs *health.Server, report *metrics.Integrity) {
+// verifyRound verifies every category once, each within timeout.
+func (s *Service) verifyRound(ctx context.Context, checks []*integrityCheck, timeout time.Duration, hs *health.Server, report *metrics.Integrity) {
 	results := make(chan integrityResult, len(checks))
 	started := 0
 	for _, c := range checks {
 		if !c.busy.CompareAndSwap(false, true) {
-			s.log.Error("integrity: the last verification of this category has not finished: skipped", "category", c.cat.String(), "timeout", verifyTimeout)
+			s.log.Error("integrity: the last verification of this category has not finished: skipped", "category", c.cat.String(), "timeout", timeout)
 			report.Report(c.cat.String(), nil)
 			continue
 		}
 		started++
 		go func() {
 			defer c.busy.Store(false)
-			vctx, cancel := context.WithTimeout(ctx, verifyTimeout)
+			vctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			reply, err := s.verifyEventlog(vctx, &eventlogpb.VerifyEventlogRequest{EventlogCategory: c.cat, EventlogLevel: eventlogpb.LEVEL_PAAS})
 			results <- integrityResult{c, reply, err}
@@ -115,14 +115,14 @@ func (s *Service) verifyRound(ctx context.Context, checks []*integrityCheck, hs 
 	}
 	// A read that ignores its context is given a little past its timeout,
 	// then left behind: its category stays busy.
-	deadline := time.NewTimer(verifyTimeout + time.Second)
+	deadline := time.NewTimer(timeout + time.Second)
 	defer deadline.Stop()
 	for range started {
 		select {
 		case r := <-results:
 			s.recordIntegrity(r, report)
 		case <-deadline.C:
-			s.log.Error("integrity: a verification did not finish in time", "timeout", verifyTimeout)
+			s.log.Error("integrity: a verification did not finish in time", "timeout", timeout)
 		case <-ctx.Done():
 			return
 		}

@@ -88,7 +88,7 @@ func (o *observability) start(ctx context.Context, svc *service.Service, hs *hea
 		}
 	}
 	if o.interval > 0 {
-		go svc.WatchIntegrity(ctx, o.interval, hs, o.integrity)
+		go svc.WatchIntegrity(ctx, o.interval, service.DefaultVerifyTimeout, hs, o.integrity)
 	}
 	return stop, nil
 }
