@@ -87,6 +87,7 @@ type Log struct {
 	cond          *sync.Cond
 	queue         []*waiter
 	committing    bool
+	holds         int // Holds waiting or running: no group starts meanwhile
 	queuedKeys    map[recordKey]bool
 	reserved      map[string]reservation
 	reservedBytes int64
@@ -140,6 +141,9 @@ type View struct {
 	Disabled error
 	// Journal is the journal's path; "" when it could not be opened.
 	Journal string
+	// JournalBytes is the journal's size when the view was published: what
+	// Limits.MaxLogBytes bounds.
+	JournalBytes int64
 
 	kind eventlog.Kind
 	// header is the boot log's Spec ID header alone: the log of a
@@ -181,6 +185,28 @@ func (rt *Log) View() *View {
 		return v
 	}
 	return &View{Disabled: errNotOpen, kind: rt.kind}
+}
+
+// Hold calls f with the view while no record is in progress, so that the
+// registers f reads agree with the view's platform log: a record's extend
+// is never seen without its event. (A record whose extend could not be
+// confirmed is still pending, and may be in the register alone.) f must
+// not record.
+//
+// A group being committed is a record in progress: Hold waits for it, and
+// no group starts while a Hold waits or runs.
+func (rt *Log) Hold(f func(*View)) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	rt.holds++
+	defer func() {
+		rt.holds--
+		rt.cond.Broadcast()
+	}()
+	for rt.committing {
+		rt.cond.Wait()
+	}
+	f(rt.View())
 }
 
 // disable publishes why recording is off; what was recorded stays readable.
@@ -234,7 +260,7 @@ func (rt *Log) Open(ctx context.Context, boot *eventlog.Log) *View {
 		return rt.View()
 	}
 	rt.journal, rt.journalSize = j, j.Size()
-	rt.view.Store(&View{Platform: boot, Journal: j.Path(), kind: rt.kind, header: header, containers: map[string]*containerLog{}})
+	rt.view.Store(&View{Platform: boot, Journal: j.Path(), JournalBytes: j.Size(), kind: rt.kind, header: header, containers: map[string]*containerLog{}})
 	if op.SetAside != "" {
 		rt.log.Info("runtime log of an earlier boot set aside", "kind", rt.kind.String(), "path", op.SetAside)
 	}
@@ -505,7 +531,7 @@ func (rt *Log) confirm(records []Record) error {
 	}
 	rt.raw = l.Raw
 	rt.records = append(rt.records, records...)
-	v.Platform, v.Records = l, len(rt.records)
+	v.Platform, v.Records, v.JournalBytes = l, len(rt.records), rt.journal.Size()
 	rt.view.Store(&v)
 	return nil
 }

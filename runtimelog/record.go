@@ -97,7 +97,7 @@ func (rt *Log) Record(ctx context.Context, req Request) (Recorded, error) {
 		return Recorded{}, err
 	}
 	rt.queue = append(rt.queue, w)
-	for !w.done && rt.committing {
+	for !w.done && (rt.committing || rt.holds > 0) {
 		rt.cond.Wait()
 	}
 	if !w.done {

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(runConnector(socket))
 	}
 	if socket := os.Getenv(floorServerEnv); socket != "" {
-		os.Exit(serveFloor(socket, os.Getenv(floorReplyEnv)))
+		os.Exit(serveFloor(socket))
 	}
 	// The test binary linked as grpc_health_probe is the server's binary
 	// run under that name (healthprobe_test.go).
@@ -238,7 +238,7 @@ func BenchmarkGetEventlog(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	floor := startFloor(b, full)
+	floor := startReplyFloor(b, full)
 	const rounds = 5
 	for _, slice := range []struct {
 		name         string

@@ -50,7 +50,11 @@ type serveConfig struct {
 	zeroBased  bool
 	conns      connlimit.Limits
 	connOpts   service.ConnOptions
-	requestLog *slog.Logger
+	ima        hwsource.IMAOptions
+	// metricsAddr and verifyInterval: serve_metrics.go.
+	metricsAddr    string
+	verifyInterval time.Duration
+	requestLog     *slog.Logger
 }
 
 // The request log's buffer: at most requestLogBytes (twice that while one
@@ -85,6 +89,7 @@ func runServe(args []string) int {
 	fs.IntVar(&c.conns.Total, "max-conns", 1024, "most connections all uids may hold open together (the server's own uid, which its probes run as, may hold its --max-conns-per-uid past it)")
 	fs.DurationVar(&c.connOpts.IdleTimeout, "conn-idle-timeout", service.DefaultConnOptions.IdleTimeout, "a connection with no request in flight for this long is closed (clients reconnect when they next call)")
 	fs.DurationVar(&c.connOpts.HandshakeTimeout, "handshake-timeout", service.DefaultConnOptions.HandshakeTimeout, "a connection that has not begun HTTP/2 within this long is closed")
+	fs.Int64Var(&c.ima.MaxBytes, "ima-max-bytes", hwsource.DefaultIMAMaxBytes, "most bytes of the kernel's IMA measurement list the server holds (in memory, with 112 bytes per entry); a longer list is refused with FAILED_PRECONDITION rather than served without its new entries")
 	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "how often a source that failed is read again (until then, requests get its error from memory)")
 	seed := fs.Int64("sim-seed", 1, "simulated hardware: seed of the synthetic logs")
 	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
@@ -101,6 +106,8 @@ func runServe(args []string) int {
 	fs.IntVar(&c.runtime.MaxEventSize, "saas-max-event-size", service.DefaultMaxEventSize, "most bytes of data in one container-level event")
 	fs.Int64Var(&c.runtime.MaxLogBytes, "runtime-max-bytes", service.DefaultMaxLogBytes, "most bytes a category's runtime log may take (every container's events since boot, kept in memory and in --state-dir)")
 	fs.Int64Var(&c.runtime.OutputBytes, "saas-max-dir-bytes", service.DefaultOutputBytes, "most bytes the per-container files may take together, in <output-dir>/containers")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "HOST:PORT to serve Prometheus metrics on, at /metrics, over plain HTTP (empty: off). Anyone who can reach it can read them: bind a pod's or a private address, not every interface (\":9464\")")
+	fs.DurationVar(&c.verifyInterval, "verify-interval", service.DefaultVerifyInterval, "how often every category's log is verified against the live registers (as VerifyEventlog does): the outcome is in the metrics (register_match) and in the health of the service \""+service.IntegrityService+"\"; a mismatch is logged once. 0: never")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -193,6 +200,18 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 	return nil, nil, fmt.Errorf("--hwsource must be host or simulated, not %q", c.hwsource)
 }
 
+// imaSource is the kernel's IMA measurement list: the host's, under
+// --root, or the simulated TPM's kernel's; nil without a simulated TPM.
+func imaSource(c serveConfig, srcs map[eventlogpb.CATEGORY]hwsource.Source) *hwsource.IMAList {
+	if c.hwsource == "host" {
+		return hwsource.NewIMA(c.root, c.ima)
+	}
+	if tpm, ok := srcs[eventlogpb.CATEGORY_TPM_EVENTLOG].(*simulator.TPM); ok {
+		return hwsource.NewIMABytes("simulated IMA measurement list (the simulated TPM's kernel, PCR 10)", tpm.IMAList, true, c.ima)
+	}
+	return nil
+}
+
 // containerRuntime is the CRI client --cri-socket names, or finds; nil
 // when there is none.
 func containerRuntime(c serveConfig) (*cri.Client, error) {
@@ -218,6 +237,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
+	imaList := imaSource(c, srcs)
 	if srcs, err = withCrashPoint(srcs, os.Getenv(crashPointEnv), logger); err != nil {
 		return err
 	}
@@ -231,7 +251,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, RequestLogger: c.requestLog, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, RequestLogger: c.requestLog, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait, IMA: imaList})
 	if err != nil {
 		return err
 	}
@@ -240,22 +260,32 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	obs, err := newObservability(c, logger)
+	if err != nil {
+		return err
+	}
 	lis, err := unixsock.Listen(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
 	}
 	defer lis.Close() // and the socket with it, if it is still this server's
-	g, hs := svc.NewGRPCServer(c.connOpts.ServerOptions()...)
+	g, hs := svc.NewGRPCServer(append(c.connOpts.ServerOptions(), obs.serverOptions()...)...)
+	limited := connlimit.New(lis, conns)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go svc.WatchHealth(ctx, hs, c.healthWait)
 	go svc.Sweep(ctx, min(c.limits.MinLifetime, time.Minute))
+	stopMetrics, err := obs.start(ctx, svc, hs, limited)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics() // after the gRPC server has stopped: the last scrape sees the drain
 
 	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir, "zero_based_start", c.zeroBased,
-		"max_conns_per_uid", conns.PerUID, "max_conns", conns.Total)
+		"max_conns_per_uid", conns.PerUID, "max_conns", conns.Total, "metrics_addr", c.metricsAddr, "verify_interval", c.verifyInterval)
 	served := make(chan error, 1)
-	go func() { served <- g.Serve(connlimit.New(lis, conns)) }()
+	go func() { served <- g.Serve(limited) }()
 	select {
 	case err := <-served:
 		return err
