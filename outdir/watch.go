@@ -151,13 +151,14 @@ func (d *Dir) readEvents(w *watcher) {
 	}
 }
 
-// eventSeen, when tests set it, is told each event's name once handled.
-var eventSeen atomic.Pointer[func(name string)]
+// eventSeen, when tests set it, is told each event's directory and name
+// once handled.
+var eventSeen atomic.Pointer[func(d *Dir, name string)]
 
 // event handles one inotify event.
 func (d *Dir) event(wd int32, mask uint32, name string) {
 	if seen := eventSeen.Load(); seen != nil {
-		defer (*seen)(name)
+		defer (*seen)(d, name)
 	}
 	if mask&unix.IN_Q_OVERFLOW != 0 {
 		d.mu.Lock()

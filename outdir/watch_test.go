@@ -16,7 +16,8 @@ var settles atomic.Int64
 
 // settle waits until d's watcher has handled every change made to the
 // directory dir (d's own, or a subdirectory of a private d) before it: it
-// makes a change of its own there and waits for its event.
+// makes a change of its own there and waits for d's watcher to handle its
+// event (another Dir open on the same directory sees it too).
 func settle(t *testing.T, d *Dir, sub ...string) {
 	t.Helper()
 	if d.Watched() != nil {
@@ -25,8 +26,8 @@ func settle(t *testing.T, d *Dir, sub ...string) {
 	name := fmt.Sprintf(".settle-%d", settles.Add(1))
 	seen := make(chan struct{})
 	var once sync.Once
-	f := func(n string) {
-		if n == name {
+	f := func(by *Dir, n string) {
+		if by == d && n == name {
 			once.Do(func() { close(seen) })
 		}
 	}
@@ -44,7 +45,9 @@ func settle(t *testing.T, d *Dir, sub ...string) {
 	}
 }
 
-// countStats counts the server's looks at its files on disk.
+// countStats counts the server's looks at its files on disk, until the
+// test's cleanup: call it before opening the directories it counts for, so
+// that they are closed (their watchers stopped) before it is restored.
 func countStats(t *testing.T) *atomic.Int64 {
 	var n atomic.Int64
 	fstatat = func(dirfd int, path string, st *unix.Stat_t, flags int) error {
@@ -60,11 +63,11 @@ func countStats(t *testing.T) *atomic.Int64 {
 // rename away, replace, write to, chown) makes it written again; when events
 // were lost, each file is looked at once more, then trusted again.
 func TestReuseWithoutLooking(t *testing.T) {
+	stats := countStats(t) // restored after the directory is closed
 	d := mustOpen(t, t.TempDir(), testLimits)
 	if err := d.Watched(); err != nil {
 		t.Fatalf("the directory is not watched: %v", err)
 	}
-	stats := countStats(t)
 	f := content("watched", []byte("watched content"))
 	st := mustPut(t, d, f)
 	settle(t, d) // the server's own rename is seen, and leaves the file trusted
@@ -136,13 +139,13 @@ func TestWatchedPrivateDir(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("gives files to another uid: needs root")
 	}
+	stats := countStats(t) // restored after the directories are closed
 	pub := mustOpen(t, t.TempDir(), testLimits)
 	d, err := pub.OpenPrivate("containers", testLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	stats := countStats(t)
 	owner := &Owner{UID: 65534, GID: 65534}
 	put := func(sub string) Stored {
 		f := content("c", []byte("a container's"))
