@@ -214,6 +214,14 @@ func (t *kindTarget) LaunchServer(ctx context.Context, cfg ServerConfig) Server 
 		extra = append(extra, a)
 	}
 	values["extraArgs"] = append(extra, cfg.ExtraArgs...)
+	if cfg.ContainerEvents {
+		// The chart's saas mode runs the server as root: not the
+		// unprivileged server a spec may ask for at the same time.
+		Expect(cfg.Unprivileged).To(BeFalse(), "a server with container-level events runs as root")
+		// The state directory beside the release's others, removed with
+		// them; no tdx_guest directory to mount on a kind node.
+		values["saas"] = map[string]any{"enabled": true, "stateDir": dir + "/state", "tdxGuest": ""}
+	}
 	if cfg.Hardware.Simulated != nil {
 		values["hwsource"] = "simulated"
 	} else {
