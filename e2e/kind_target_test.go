@@ -45,8 +45,11 @@ type kindDeployment struct {
 	// NodeContainer is the node's docker container.
 	NodeContainer string `json:"nodeContainer"`
 	ServerImage   string `json:"serverImage"`
-	UserImage     string `json:"userImage"`
-	Releases      struct {
+	// NextServerImage is the same server as another image (another ID),
+	// for helm upgrade.
+	NextServerImage string `json:"nextServerImage"`
+	UserImage       string `json:"userImage"`
+	Releases        struct {
 		Simulated kindRelease `json:"simulated"`
 		FakeHost  kindRelease `json:"fakehost"`
 		// Kernel68 is simulated hardware on the 6.8 kernel profile.
@@ -236,12 +239,48 @@ func (t *kindTarget) LaunchServer(ctx context.Context, cfg ServerConfig) Server 
 	Expect(err).NotTo(HaveOccurred())
 	Expect(os.WriteFile(valuesFile, js, 0o644)).To(Succeed())
 
-	_, err = t.helmCmd(ctx, "install", s.rel.Release, t.chart, "--namespace", "default", "--values", valuesFile)
-	Expect(err).NotTo(HaveOccurred())
+	s.valuesFile = valuesFile
+	s.install(ctx)
 	GinkgoWriter.Printf("installed release %s: DaemonSet %s/%s, socket %s, values %s\n",
 		s.rel.Release, s.rel.Namespace, s.rel.DaemonSet, s.Socket(), js)
 	DeferCleanup(s.uninstall)
 	return s
+}
+
+// install installs the release the suite made, with its values.
+func (s *kindServer) install(ctx context.Context) {
+	GinkgoHelper()
+	_, err := s.t.helmCmd(ctx, "install", s.rel.Release, s.t.chart, "--namespace", "default", "--values", s.valuesFile)
+	Expect(err).NotTo(HaveOccurred())
+	s.installed = true
+}
+
+// helmUpgrade upgrades the release, keeping its values but for sets
+// (--set flags); it does not wait for the rollout.
+func (s *kindServer) helmUpgrade(ctx context.Context, sets ...string) {
+	GinkgoHelper()
+	args := []string{"upgrade", s.rel.Release, s.t.chart, "--namespace", "default", "--reuse-values"}
+	for _, set := range sets {
+		args = append(args, "--set", set)
+	}
+	_, err := s.t.helmCmd(ctx, args...)
+	Expect(err).NotTo(HaveOccurred())
+}
+
+// helmUninstall uninstalls the release and waits until its pods are gone;
+// what they left on the node stays. With all, it waits until every object
+// of the release is (helm uninstall --wait), its namespace too, so that it
+// can be installed again at once.
+func (s *kindServer) helmUninstall(ctx context.Context, all bool) {
+	GinkgoHelper()
+	args := []string{"uninstall", s.rel.Release, "--namespace", "default"}
+	if all {
+		args = append(args, "--wait", "--timeout=2m")
+	}
+	_, err := s.t.helmCmd(ctx, args...)
+	Expect(err).NotTo(HaveOccurred())
+	s.installed = false
+	s.t.mustKubectl(ctx, "-n", s.rel.Namespace, "wait", "--for=delete", "pods", "-l", s.selector(), "--timeout=2m")
 }
 
 func (t *kindTarget) imageValues() map[string]string {
@@ -279,6 +318,10 @@ type kindServer struct {
 	preinstalled bool
 	// serving: it answered once, and must not fail from then on.
 	serving bool
+	// valuesFile holds the values of a release the suite installed;
+	// installed says it is installed now.
+	valuesFile string
+	installed  bool
 }
 
 func (s *kindServer) Socket() string    { return s.t.dep.NodeDir + s.socketDir + "/eventlog.sock" }
@@ -455,11 +498,11 @@ func (s *kindServer) uninstall(ctx context.Context) {
 			Expect(p.failure()).To(BeEmpty(), "the server of release %s failed\n%s", s.rel.Release, s.describe())
 		}
 	}
-	_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default")
-	Expect(err).NotTo(HaveOccurred())
-	s.t.mustKubectl(ctx, "-n", s.rel.Namespace, "wait", "--for=delete", "pods", "-l", s.selector(), "--timeout=2m")
+	if s.installed {
+		s.helmUninstall(ctx, false)
+	}
 	// What the pod wrote belongs to root and uid 1000: the node removes it,
 	// as root, so that the suite needs no root here.
-	_, err = s.t.runTool(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
+	_, err := s.t.runTool(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
 	Expect(err).NotTo(HaveOccurred())
 }
