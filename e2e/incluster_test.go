@@ -264,10 +264,6 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 		expectServed(sim, mustGetEventlog(ctx, newClient(sim), request(tdx, 0, 0, tcgRaw)), simSrcs[tdx], tcgRaw, 1, simSrcs[tdx].total())
 	})
 
-	It("keeps upstream's plain manifests Ready with this image: no arguments, the grpc_health_probe exec probes", func(ctx SpecContext) {
-		upstreamManifestsStayReady(ctx, t, fake)
-	})
-
 	It("accepts the plain manifests: kubectl apply --dry-run=server -f deployment/manifests changes nothing", func(ctx SpecContext) {
 		generation := func() string {
 			return t.mustKubectl(ctx, "-n", sim.rel.Namespace, "get", "daemonset", sim.rel.DaemonSet, "-o", "jsonpath={.metadata.generation}")

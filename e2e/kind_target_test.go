@@ -109,7 +109,8 @@ func newKindTarget(bin binaries) (Target, error) {
 	t.helm = strings.TrimSpace(string(out))
 	var id [2]byte
 	_, _ = rand.Read(id[:])
-	t.run = hex.EncodeToString(id[:])
+	// make e2e runs the suite in parallel processes: each names its own.
+	t.run = fmt.Sprintf("%s%d", hex.EncodeToString(id[:]), GinkgoParallelProcess())
 	if err := os.MkdirAll(t.dep.NodeDir+kindTreesDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -267,20 +268,15 @@ func (s *kindServer) helmUpgrade(ctx context.Context, sets ...string) {
 	Expect(err).NotTo(HaveOccurred())
 }
 
-// helmUninstall uninstalls the release and waits until its pods are gone;
-// what they left on the node stays. With all, it waits until every object
-// of the release is (helm uninstall --wait), its namespace too, so that it
-// can be installed again at once.
-func (s *kindServer) helmUninstall(ctx context.Context, all bool) {
+// helmUninstall uninstalls the release and waits until every object of it
+// is gone (helm uninstall --wait), its pods and namespace too, so that it
+// can be installed again at once; what the pods left on the node stays.
+func (s *kindServer) helmUninstall(ctx context.Context) {
 	GinkgoHelper()
-	args := []string{"uninstall", s.rel.Release, "--namespace", "default"}
-	if all {
-		args = append(args, "--wait", "--timeout=2m")
-	}
-	_, err := s.t.helmCmd(ctx, args...)
+	_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default", "--wait", "--timeout=2m")
 	Expect(err).NotTo(HaveOccurred())
 	s.installed = false
-	s.t.mustKubectl(ctx, "-n", s.rel.Namespace, "wait", "--for=delete", "pods", "-l", s.selector(), "--timeout=2m")
+	Eventually(ctx, s.pods).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(BeEmpty(), "the pods of release %s are still there", s.rel.Release)
 }
 
 func (t *kindTarget) imageValues() map[string]string {
@@ -474,24 +470,36 @@ func (s *kindServer) pods(ctx context.Context) []kindPod {
 // description and logs, when the pod fails.
 func (s *kindServer) waitAnswering(ctx context.Context) {
 	GinkgoHelper()
+	// The pods are looked at every 2 s only: each look is a kubectl run,
+	// which costs more CPU than the pod's start on a loaded machine.
+	var looked time.Time
 	Eventually(ctx, func() error {
-		_, err := checkHealth(ctx, s.Socket())
-		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
-			return nil // answered, even if with an error status
+		_, err := os.Stat(s.Socket())
+		if err == nil {
+			_, err = checkHealth(ctx, s.Socket())
+			if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+				return nil // answered, even if with an error status
+			}
 		}
+		if time.Since(looked) < 2*time.Second {
+			return err
+		}
+		looked = time.Now()
 		for _, p := range s.pods(ctx) {
 			if why := p.failure(); why != "" {
 				return StopTrying(fmt.Sprintf("pod %s/%s: %s\n%s", s.rel.Namespace, p.Metadata.Name, why, s.describe()))
 			}
 		}
 		return err
-	}).WithTimeout(2*time.Minute).WithPolling(500*time.Millisecond).Should(Succeed(),
+	}).WithTimeout(2*time.Minute).WithPolling(200*time.Millisecond).Should(Succeed(),
 		func() string { return "the server does not answer on " + s.Socket() + "\n" + s.describe() })
 }
 
 // uninstall removes a release the suite installed, after checking that a
-// server that answered never failed since. Once its pod is gone (its
-// namespace may take longer), its host directories are removed.
+// server that answered never failed since, and its host directories. It
+// does not wait for the pod to go: the server drains and exits on its own,
+// and nothing else uses its directories (a server still writing there
+// writes into directories no longer on the node).
 func (s *kindServer) uninstall(ctx context.Context) {
 	if s.serving {
 		for _, p := range s.pods(ctx) {
@@ -499,7 +507,9 @@ func (s *kindServer) uninstall(ctx context.Context) {
 		}
 	}
 	if s.installed {
-		s.helmUninstall(ctx, false)
+		_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default")
+		Expect(err).NotTo(HaveOccurred())
+		s.installed = false
 	}
 	// What the pod wrote belongs to root and uid 1000: the node removes it,
 	// as root, so that the suite needs no root here.

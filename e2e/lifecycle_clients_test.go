@@ -174,15 +174,15 @@ func (l *loadClient) snapshot() loadStats {
 	return s
 }
 
-// okSpansStartingIn counts the calls that started while the socket was
-// gone and were answered.
-func (l *loadClient) okSpansStartingIn(gaps []socketGap) int {
+// answeredAcross counts the calls that were in flight while the socket was
+// gone (made before or during the gap) and were answered.
+func (l *loadClient) answeredAcross(gaps []socketGap) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := 0
 	for _, s := range l.spans {
 		for _, g := range gaps {
-			if s.ok && !s.start.Before(g.from) && s.start.Before(g.to) {
+			if s.ok && s.start.Before(g.to) && s.end.After(g.from) {
 				n++
 				break
 			}
