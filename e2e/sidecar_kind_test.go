@@ -98,6 +98,7 @@ var _ = Describe("The sidecar example on a kind cluster", Label("kind"), func() 
 		serverLogs := t.mustKubectl(ctx, "-n", ns, "logs", name, "-c", "eventlog-server")
 		GinkgoWriter.Printf("the app container's log:\n%s\nthe server's log:\n%s\n", logs, serverLogs)
 		Expect(p.Status.Phase).To(Equal("Succeeded"), "the app container failed; its log:\n%s", logs)
+		Expect(serverLogs).NotTo(ContainSubstring("level=ERROR"), "the server in the example's pod logged an error")
 		Expect(logs).To(ContainSubstring(fmt.Sprintf("Ran %d of ", sidecarAppSpecs)), "the app did not run its %d specs", sidecarAppSpecs)
 		Expect(logs).To(ContainSubstring("SUCCESS!"))
 
