@@ -413,7 +413,12 @@ type kindContainerStatus struct {
 	Name         string `json:"name"`
 	Ready        bool   `json:"ready"`
 	RestartCount int    `json:"restartCount"`
-	State        struct {
+	LastState    struct {
+		Terminated *struct {
+			ExitCode int `json:"exitCode"`
+		} `json:"terminated"`
+	} `json:"lastState"`
+	State struct {
 		Waiting *struct {
 			Reason  string `json:"reason"`
 			Message string `json:"message"`
