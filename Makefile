@@ -115,11 +115,16 @@ e2e-up:
 e2e-down:
 	kind/down.sh
 
-# Parser and encoders, then the server under load over its socket (a real
-# server process on simulated hardware; see service/eventlog-server/bench_test.go).
+# Parsers and encoders (the TCG log's and the IMA list's); the service's own
+# cost of a repeated request, in the process; then the server under load over
+# its socket (a real server process on simulated hardware; see
+# service/eventlog-server/bench_test.go), then its peak memory serving the
+# largest logs it accepts, once each (memory_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
-	$(GO) test -run '^$$' -bench . -benchtime 20000x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench InProcess ./service/
+	$(GO) test -run '^$$' -bench . -skip PeakRSS -benchtime 20000x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench PeakRSS -benchtime 1x ./service/eventlog-server/
 
 # -fuzzminimizetime: minimizing a large log-area input would otherwise hold a
 # worker for a minute.
@@ -127,6 +132,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/ima/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuote$$' -fuzztime $(FUZZTIME) ./tdxquote/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseReport$$' -fuzztime $(FUZZTIME) ./tdxquote/
 

@@ -1,6 +1,7 @@
 // Package containerid tells which container a process runs in, from the
 // cgroups the kernel lists for it in /proc/<pid>/cgroup, and only from
-// cgroups a container runtime made.
+// cgroups a container runtime made; an Identifier confirms it with the
+// runtime where there is one to ask (confirm.go).
 //
 // Container runtimes put each container in a cgroup named after its ID,
 // under a parent the runtime or the kubelet made:

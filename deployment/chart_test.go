@@ -535,4 +535,11 @@ func TestSidecarExample(t *testing.T) {
 	if server.Image != stage.Image {
 		t.Errorf("stage image %q differs from the server's %q", stage.Image, server.Image)
 	}
+	// emptyDirs are writable by all: stage gives the server its socket
+	// directory, which the server refuses otherwise, and its file directory.
+	for _, dir := range []string{path.Dir(socket), outDir} {
+		if !slices.Contains(stage.Args, "--own-dir="+dir) || mountAt(stage, dir) == nil || mountAt(stage, dir).Name != mountAt(server, dir).Name {
+			t.Errorf("stage does not give the server %s (--own-dir, on the server's volume)", dir)
+		}
+	}
 }

@@ -161,7 +161,7 @@ var _ = Context("hostile local user", Label("hostile"), func() {
 			for range 5 {
 				took, err := timedGet(ctx, client, request(tpm, 0, 0, tcgRaw))
 				Expect(err).To(haveStatus(codes.FailedPrecondition, containAll(
-					srv.ServerPath(filepath.Join(root, hwsource.TPMLogPath)), fmt.Sprintf("holds more than %d bytes", 64<<20))))
+					srv.ServerPath(filepath.Join(root, hwsource.TPMLogPath)), fmt.Sprintf("holds more than %d bytes", 8<<20))))
 				Expect(took).To(BeNumerically("<", promptly))
 			}
 		})

@@ -91,13 +91,17 @@ var _ = Describe("Container-level (SAAS) events", Label("saas"), func() {
 			path = srv.LocalPath(strings.TrimSpace(path))
 			Expect(filepath.Dir(filepath.Dir(path))).To(Equal(filepath.Join(srv.OutputDir(), "containers")))
 			Expect(path).NotTo(ContainSubstring(ctrB.id), "the path must not be computable from the container ID")
-			for p, want := range map[string]os.FileMode{path: 0o400, filepath.Dir(path): 0o700, filepath.Dir(filepath.Dir(path)): 0o711} {
-				fi, err := os.Stat(p)
+			// The file is the caller's; the directories are the server's
+			// (root's), crossable but not listable: the caller can read its
+			// file and cannot put anything there for the server to follow.
+			for p, want := range map[string]struct {
+				mode os.FileMode
+				uid  int
+			}{path: {0o400, nobody}, filepath.Dir(path): {0o711, 0}, filepath.Dir(filepath.Dir(path)): {0o711, 0}} {
+				fi, err := os.Lstat(p)
 				Expect(err).NotTo(HaveOccurred())
-				Expect(fi.Mode().Perm()).To(Equal(want), "mode of %s", p)
-				if want != 0o711 {
-					Expect(fi.Sys().(*syscall.Stat_t).Uid).To(BeEquivalentTo(nobody), "owner of %s", p)
-				}
+				Expect(fi.Mode().Perm()).To(Equal(want.mode), "mode of %s", p)
+				Expect(fi.Sys().(*syscall.Stat_t).Uid).To(BeEquivalentTo(want.uid), "owner of %s", p)
 			}
 		})
 

@@ -2,6 +2,7 @@ package eventlog_test
 
 import (
 	"bytes"
+	"io"
 	"maps"
 	"path"
 	"slices"
@@ -113,6 +114,34 @@ func BenchmarkAppendCCNPJSON(b *testing.B) {
 				out = eventlog.AppendCCNPJSON(out[:0], l, l.Events, eventlog.JSONOptions{Kind: kind})
 			}
 			b.ReportMetric(float64(len(out)), "json-bytes")
+		})
+	}
+}
+
+// BenchmarkWriteCCNPJSON: the streaming encoder, to a writer that discards,
+// and the size pass that comes before it.
+func BenchmarkWriteCCNPJSON(b *testing.B) {
+	for _, lg := range benchLogs(b) {
+		l, err := parseFor(lg.area)(lg.input)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o := eventlog.JSONOptions{Kind: eventlog.DetectKind(l, lg.input)}
+		b.Run(lg.name, func(b *testing.B) {
+			b.SetBytes(int64(len(l.Raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := eventlog.WriteCCNPJSON(io.Discard, l, l.Events, o); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(lg.name+"/size", func(b *testing.B) {
+			b.SetBytes(int64(len(l.Raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				eventlog.CCNPJSONSize(l, l.Events, o)
+			}
 		})
 	}
 }

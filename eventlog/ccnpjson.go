@@ -3,6 +3,7 @@ package eventlog
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"strconv"
 )
 
@@ -25,7 +26,32 @@ type JSONOptions struct {
 // It is written by hand rather than with encoding/json because it is on the
 // service's request path; the tests check it against encoding/json decoding.
 func AppendCCNPJSON(dst []byte, l *Log, events []Event, o JSONOptions) []byte {
-	w := jsonWriter{dst}
+	w := jsonWriter{b: dst}
+	w.ccnp(l, events, o)
+	return w.b
+}
+
+// WriteCCNPJSON writes what AppendCCNPJSON appends to out, in chunks of
+// about jsonChunk bytes: the whole is never in memory, however many events
+// and however large their data (a log's JSON is several times its size).
+func WriteCCNPJSON(out io.Writer, l *Log, events []Event, o JSONOptions) error {
+	w := jsonWriter{b: make([]byte, 0, 2*jsonChunk), out: out}
+	w.ccnp(l, events, o)
+	w.flush()
+	return w.err
+}
+
+// CCNPJSONSize is the length of what AppendCCNPJSON appends, computed
+// without encoding: it is what a reply will take, known before anything is
+// allocated or written.
+func CCNPJSONSize(l *Log, events []Event, o JSONOptions) int64 {
+	w := jsonWriter{count: true}
+	w.ccnp(l, events, o)
+	return w.n
+}
+
+// ccnp writes the document; AppendCCNPJSON says what it holds.
+func (w *jsonWriter) ccnp(l *Log, events []Event, o JSONOptions) {
 	w.raw(`{"Header":{"Address":`)
 	w.uint(o.Address)
 	h := &l.Header
@@ -112,6 +138,7 @@ func AppendCCNPJSON(dst []byte, l *Log, events []Event, o JSONOptions) []byte {
 		w.uint(uint64(alg))
 		w.readable(o.Kind, e)
 		w.raw(`}`)
+		w.chunked()
 	}
 	w.raw(`],"Kind":"`)
 	w.raw(o.Kind.String())
@@ -126,29 +153,109 @@ func AppendCCNPJSON(dst []byte, l *Log, events []Event, o JSONOptions) []byte {
 		w.int(0)
 	}
 	w.raw("}\n")
-	return w.b
 }
 
-type jsonWriter struct{ b []byte }
+// jsonChunk is about how much WriteCCNPJSON holds before it writes.
+const jsonChunk = 32 << 10
 
-func (w *jsonWriter) raw(s string)  { w.b = append(w.b, s...) }
-func (w *jsonWriter) int(v int)     { w.b = strconv.AppendInt(w.b, int64(v), 10) }
-func (w *jsonWriter) uint(v uint64) { w.b = strconv.AppendUint(w.b, v, 10) }
-func (w *jsonWriter) comma(i int) {
-	if i > 0 {
-		w.b = append(w.b, ',')
+// jsonWriter appends to b. With out, it writes b to out whenever b is past
+// jsonChunk (at event boundaries, and within a large byte field); with
+// count, it appends nothing and counts in n the bytes it would have.
+type jsonWriter struct {
+	b     []byte
+	out   io.Writer
+	err   error // out's first error; nothing is written after it
+	count bool
+	n     int64
+}
+
+// chunked writes b to out once it is past jsonChunk.
+func (w *jsonWriter) chunked() {
+	if w.out != nil && len(w.b) >= jsonChunk {
+		w.flush()
 	}
 }
 
+func (w *jsonWriter) flush() {
+	if w.err == nil && len(w.b) > 0 {
+		_, w.err = w.out.Write(w.b)
+	}
+	w.b = w.b[:0]
+}
+
+func (w *jsonWriter) raw(s string) {
+	if w.count {
+		w.n += int64(len(s))
+		return
+	}
+	w.b = append(w.b, s...)
+}
+
+func (w *jsonWriter) int(v int) {
+	if w.count {
+		var d [20]byte
+		w.n += int64(len(strconv.AppendInt(d[:0], int64(v), 10)))
+		return
+	}
+	w.b = strconv.AppendInt(w.b, int64(v), 10)
+}
+
+func (w *jsonWriter) uint(v uint64) {
+	if w.count {
+		w.n += int64(decimalLen(v))
+		return
+	}
+	w.b = strconv.AppendUint(w.b, v, 10)
+}
+
+func (w *jsonWriter) comma(i int) {
+	if i > 0 {
+		w.raw(",")
+	}
+}
+
+// decimalLen is the number of digits of v in decimal.
+func decimalLen(v uint64) int {
+	n := 1
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
+}
+
+// base64 writes v as a JSON string in standard base64. Streaming, a large v
+// is encoded a piece at a time: pieces of a multiple of 3 bytes encode to
+// the same text as the whole.
 func (w *jsonWriter) base64(v []byte) {
+	if w.count {
+		w.n += int64(2 + base64.StdEncoding.EncodedLen(len(v)))
+		return
+	}
 	w.b = append(w.b, '"')
+	if w.out != nil {
+		const piece = jsonChunk / 4 * 3
+		for len(v) > piece {
+			w.chunked()
+			w.b = base64.StdEncoding.AppendEncode(w.b, v[:piece])
+			v = v[piece:]
+		}
+		w.chunked()
+	}
 	w.b = base64.StdEncoding.AppendEncode(w.b, v)
 	w.b = append(w.b, '"')
 }
 
 // goBytes writes v as fmt's %v prints a byte slice ("[1 2 3]"): the upstream
-// server's digest encoding, which the upstream SDKs expect.
+// server's digest encoding, which the upstream SDKs expect. v is a digest,
+// whose size the Spec ID event says (a u16): it is not written in pieces.
 func (w *jsonWriter) goBytes(v []byte) {
+	if w.count {
+		w.n += int64(4 + max(len(v)-1, 0)) // quotes, brackets, spaces
+		for _, c := range v {
+			w.n += int64(decimalLen(uint64(c)))
+		}
+		return
+	}
 	w.b = append(w.b, `"[`...)
 	for i, c := range v {
 		if i > 0 {
@@ -185,7 +292,11 @@ func (w *jsonWriter) readable(k Kind, e *Event) {
 		w.raw(`"`)
 		w.raw(d.Alg.String())
 		w.raw(`":"`)
-		w.b = hex.AppendEncode(w.b, d.Value)
+		if w.count {
+			w.n += int64(hex.EncodedLen(len(d.Value)))
+		} else {
+			w.b = hex.AppendEncode(w.b, d.Value)
+		}
 		w.raw(`"`)
 	}
 	w.raw(`}`)

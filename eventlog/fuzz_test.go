@@ -106,8 +106,12 @@ func checkParse(t *testing.T, b []byte, l *eventlog.Log, err error, area bool) {
 		t.Fatalf("Slice(0, 0) = %d events, %v", len(sel), err)
 	}
 	kind := eventlog.DetectKind(l, b)
-	if out := eventlog.AppendCCNPJSON(nil, l, l.Events, eventlog.JSONOptions{Kind: kind}); !json.Valid(out) {
+	out := eventlog.AppendCCNPJSON(nil, l, l.Events, eventlog.JSONOptions{Kind: kind})
+	if !json.Valid(out) {
 		t.Fatalf("AppendCCNPJSON wrote invalid JSON: %.300q", out)
+	}
+	if n := eventlog.CCNPJSONSize(l, l.Events, eventlog.JSONOptions{Kind: kind}); n != int64(len(out)) {
+		t.Fatalf("CCNPJSONSize = %d, AppendCCNPJSON wrote %d bytes", n, len(out))
 	}
 	// Replay fails only for an algorithm Go cannot hash.
 	if _, err := eventlog.Replay(l); err != nil && !strings.Contains(err.Error(), "not supported") {

@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 	"github.com/google/go-tpm/tpm2"
@@ -119,7 +121,20 @@ func TestRealTPMBackendOnSimulator(t *testing.T) {
 			if algs := live.Indexes(); len(live) != 2 || len(algs) != 24 {
 				t.Errorf("Registers() read %d banks of %d PCRs, want the log's 2 banks of 24", len(live), len(algs))
 			}
-			checkLive(t, replay(t, l), live, pcrResetValue)
+			// PCR 10 is the simulated kernel's IMA's: its list replays to it.
+			replayed := replay(t, l)
+			imaList, err := ima.Parse(sim.IMAList(), ima.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			imaPCRs, err := ima.Replay(imaList)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for alg := range imaPCRs {
+				replayed.Set(alg, 10, imaPCRs.Get(alg, 10))
+			}
+			checkLive(t, replayed, live, pcrResetValue)
 			direct, err := sim.Registers(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -173,10 +188,7 @@ func readAndParse(t *testing.T, src hwsource.Source, events int) *eventlog.Log {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := raw.Parse()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := raw.Parsed
 	if len(l.Events) != events {
 		t.Errorf("%s: %d events, want %d", src.Name(), len(l.Events), events)
 	}
@@ -285,5 +297,67 @@ func TestPCRBanks(t *testing.T) {
 	_, err = hwsource.ReadPCRs(sim, []eventlog.Alg{eventlog.AlgSM3_256}, hwsource.PCClientPCRs)
 	if err == nil || !strings.Contains(err.Error(), "sm3_256") {
 		t.Errorf("ReadPCRs of an SM3 bank: error = %v, want one naming the bank", err)
+	}
+}
+
+// TestTPMRegistersFollowTheLogRead: Registers reads the PCR banks of the log
+// the source read, without reading it again (a firmware log does not
+// change after boot); before any ReadLog it reads the log once itself.
+func TestTPMRegistersFollowTheLogRead(t *testing.T) {
+	sim, err := simulator.NewTPM(simulator.TPMConfig{Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	// A SHA-256-only log, on a TPM with SHA-1 and SHA-256 banks.
+	sha256Only := eventlog.AppendSpecIDHeader(nil, 0, []eventlog.Alg{eventlog.AlgSHA256})
+	sha256Only = eventlog.AppendEvent2(sha256Only, 0, eventlog.EvSeparator, eventlog.Measure([]byte{0, 0, 0, 0}, []eventlog.Alg{eventlog.AlgSHA256}), []byte{0, 0, 0, 0})
+	root := writeTree(t, map[string][]byte{hwsource.TPMLogPath: sha256Only})
+	if err := os.MkdirAll(filepath.Join(root, "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(root, hwsource.TPMDevicePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go sim.Serve(ln)
+	logPath := filepath.Join(root, hwsource.TPMLogPath)
+	banks := func(src hwsource.Source) []eventlog.Alg {
+		t.Helper()
+		live, err := src.Registers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var algs []eventlog.Alg
+		for alg := range live {
+			algs = append(algs, alg)
+		}
+		return algs
+	}
+
+	read := hwsource.NewTPM(root)
+	if _, err := read.ReadLog(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	unread := hwsource.NewTPM(root)
+	if got := banks(unread); fmt.Sprint(got) != "[sha256]" {
+		t.Errorf("before any ReadLog, Registers read the banks %v, want the log's [sha256]", got)
+	}
+	// The log gone (a FIFO in its place), both still know its banks.
+	if err := os.Remove(logPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(logPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []hwsource.Source{read, unread} {
+		if got := banks(src); fmt.Sprint(got) != "[sha256]" {
+			t.Errorf("with the log read before, Registers read the banks %v, want the log's [sha256]: it read the log again", got)
+		}
+	}
+	// A source that never read it reads every bank the TPM has.
+	if got := banks(hwsource.NewTPM(root)); len(got) < 2 {
+		t.Errorf("without a log, Registers read the banks %v, want every bank of the TPM", got)
 	}
 }

@@ -98,19 +98,18 @@ func (s *tdxSource) Kind() eventlog.Kind { return eventlog.TDX }
 func (s *tdxSource) Simulated() bool     { return false }
 
 // ReadLog reads the log area of the first CCEL table it can read, checks the
-// table (checksum, TDX, area length) and parses the log, so a malformed log is
-// reported here with its path.
-func (s *tdxSource) ReadLog(ctx context.Context) (RawLog, error) {
+// table (checksum, TDX, area length) and parses the log.
+func (s *tdxSource) ReadLog(ctx context.Context) (Log, error) {
 	if err := ctx.Err(); err != nil {
-		return RawLog{}, err
+		return Log{}, err
 	}
 	var denied, missing []error
 	var noArea error
 	for _, f := range s.files {
-		raw, err := readCCEL(f)
+		l, err := readCCEL(f)
 		switch {
 		case err == nil:
-			return raw, nil
+			return l, nil
 		case errors.Is(err, fs.ErrPermission):
 			denied = append(denied, err)
 		case errors.As(err, new(*missingAreaError)):
@@ -118,58 +117,60 @@ func (s *tdxSource) ReadLog(ctx context.Context) (RawLog, error) {
 		case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrNotTDX):
 			missing = append(missing, err)
 		default:
-			return RawLog{}, err
+			return Log{}, err
 		}
 	}
 	if len(denied) > 0 {
-		return RawLog{}, fmt.Errorf("cannot read the TDX event log: %w (the CCEL files are readable by root only: run as root, or stage copies under %s, as the Helm chart's init container does)",
+		return Log{}, fmt.Errorf("cannot read the TDX event log: %w (the CCEL files are readable by root only: run as root, or stage copies under %s, as the Helm chart's init container does)",
 			joinErrors(denied), filepath.Dir(s.files[1].table))
 	}
 	if noArea != nil {
-		return RawLog{}, noArea
+		return Log{}, noArea
 	}
 	var looked []string
 	for _, f := range s.files {
 		looked = append(looked, f.table)
 	}
-	return RawLog{}, fmt.Errorf("no TDX event log at %s (not a TDX guest, or CCEL not exposed): %w",
+	return Log{}, fmt.Errorf("no TDX event log at %s (not a TDX guest, or CCEL not exposed): %w",
 		orList(looked), joinErrors(missing))
 }
 
 // readCCEL reads and checks one table and its log area.
-func readCCEL(f ccelFiles) (RawLog, error) {
+func readCCEL(f ccelFiles) (Log, error) {
 	b, err := readLimited(f.table, maxTableSize)
 	if err != nil {
-		return RawLog{}, err
+		return Log{}, err
 	}
 	t, err := ccel.Parse(b)
 	if err != nil {
-		return RawLog{}, fmt.Errorf("%s: %w", f.table, err)
+		return Log{}, fmt.Errorf("%s: %w", f.table, err)
 	}
 	if t.CCType != ccel.TypeTDX {
-		return RawLog{}, fmt.Errorf("%s: %w: its CC type is %d (%s), not %d (TDX), so this node has no TDX RTMR log",
+		return Log{}, fmt.Errorf("%s: %w: its CC type is %d (%s), not %d (TDX), so this node has no TDX RTMR log",
 			f.table, ErrNotTDX, t.CCType, t.CCTypeName(), ccel.TypeTDX)
 	}
 	if t.LAML == 0 || t.LAML > maxAreaSize {
-		return RawLog{}, fmt.Errorf("%s: %w", f.table, &ccel.Error{Offset: 40, Reason: fmt.Sprintf("log area length (LAML) %d is outside 1..%d", t.LAML, maxAreaSize)})
+		return Log{}, fmt.Errorf("%s: %w", f.table, &ccel.Error{Offset: 40, Reason: fmt.Sprintf("log area length (LAML) %d is outside 1..%d", t.LAML, maxAreaSize)})
 	}
 	area, err := readLimited(f.data, maxAreaSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return RawLog{}, &missingAreaError{f.table, err}
+		return Log{}, &missingAreaError{f.table, err}
 	}
 	if err != nil {
-		return RawLog{}, err
+		return Log{}, err
 	}
 	if uint64(len(area)) < t.LAML {
-		return RawLog{}, fmt.Errorf("truncated log area: %s holds %d bytes, the CCEL table %s says the area is %d (LAML): %w",
+		return Log{}, fmt.Errorf("truncated log area: %s holds %d bytes, the CCEL table %s says the area is %d (LAML): %w",
 			f.data, len(area), f.table, t.LAML, &ccel.Error{Offset: 40, Reason: "log area shorter than LAML"})
 	}
 	// Past LAML is not log area (only a hand-made copy can be longer).
 	area = area[:t.LAML]
-	if _, err := eventlog.ParseArea(area); err != nil {
-		return RawLog{}, fmt.Errorf("%s: %w", f.data, err)
+	l, err := ParseLog(area, true, f.data)
+	if err != nil {
+		return Log{}, err
 	}
-	return RawLog{Data: area, Area: true, Address: t.LASA, Path: f.data}, nil
+	l.Address, l.Path = t.LASA, f.data
+	return l, nil
 }
 
 // Registers reads RTMR0..3, keyed by CC MR index (1 is RTMR0) in the

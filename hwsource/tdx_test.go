@@ -45,13 +45,10 @@ func TestTDXCorpusTrees(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !raw.Area || raw.Address != tbl.LASA || raw.Path != filepath.Join(root, layout.data) || !bytes.Equal(raw.Data, area) {
-					t.Errorf("RawLog{Area: %v, Address: %#x, Path: %s, %d bytes}, want {true, %#x, %s, %d bytes}",
+					t.Errorf("Log{Area: %v, Address: %#x, Path: %s, %d bytes}, want {true, %#x, %s, %d bytes}",
 						raw.Area, raw.Address, raw.Path, len(raw.Data), tbl.LASA, filepath.Join(root, layout.data), len(area))
 				}
-				l, err := raw.Parse()
-				if err != nil {
-					t.Fatal(err)
-				}
+				l := raw.Parsed
 				if got := len(l.Events) + 1; got != want.EventsInclHeader || len(l.Raw) != want.UsedBytes {
 					t.Errorf("%d events incl. header in %d bytes, want %d in %d", got, len(l.Raw), want.EventsInclHeader, want.UsedBytes)
 				}
@@ -232,7 +229,7 @@ func TestTDXPermissionFallsBackToStaged(t *testing.T) {
 	})
 	chmod(t, filepath.Join(root, hwsource.CCELTablePath), 0)
 	chmod(t, filepath.Join(root, hwsource.CCELDataPath), 0)
-	var raw hwsource.RawLog
+	var raw hwsource.Log
 	var err error
 	asUnprivileged(t, func() { raw, err = hwsource.NewTDX(root).ReadLog(context.Background()) })
 	if err != nil {

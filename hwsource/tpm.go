@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
@@ -34,6 +35,9 @@ type tpmSource struct {
 	logs    []string // in order of preference
 	devices []string
 	root    string
+	// algs are the digest algorithms of the last log read, which say
+	// which PCR banks Registers reads.
+	algs atomic.Pointer[[]eventlog.Alg]
 }
 
 // NewTPM returns the real TPM source: the event log from securityfs under root
@@ -57,41 +61,51 @@ func (s *tpmSource) Name() string {
 func (s *tpmSource) Kind() eventlog.Kind { return eventlog.TPM }
 func (s *tpmSource) Simulated() bool     { return false }
 
-// ReadLog reads the first readable log to EOF and parses it, so a malformed
-// log is reported here with its path.
-func (s *tpmSource) ReadLog(ctx context.Context) (RawLog, error) {
+// ReadLog reads the first readable log to EOF and parses it.
+func (s *tpmSource) ReadLog(ctx context.Context) (Log, error) {
 	if err := ctx.Err(); err != nil {
-		return RawLog{}, err
+		return Log{}, err
 	}
-	raw, _, err := s.readLog()
-	return raw, err
-}
-
-func (s *tpmSource) readLog() (RawLog, *eventlog.Log, error) {
 	var denied, missing []error
 	for _, path := range s.logs {
 		b, err := readLimited(path, maxTPMLog)
 		switch {
 		case err == nil:
-			l, err := eventlog.Parse(b)
+			l, err := ParseLog(b, false, path)
 			if err != nil {
-				return RawLog{}, nil, fmt.Errorf("%s: %w", path, err)
+				return Log{}, err
 			}
-			return RawLog{Data: b, Path: path}, l, nil
+			l.Path = path
+			algs := l.Parsed.Algs()
+			s.algs.Store(&algs)
+			return l, nil
 		case errors.Is(err, fs.ErrPermission):
 			denied = append(denied, err)
 		case errors.Is(err, fs.ErrNotExist):
 			missing = append(missing, err)
 		default:
-			return RawLog{}, nil, err
+			return Log{}, err
 		}
 	}
 	if len(denied) > 0 {
-		return RawLog{}, nil, fmt.Errorf("cannot read the TPM event log: %w (binary_bios_measurements is readable by root only: run as root, or stage a copy at %s, as the Helm chart's init container does)",
+		return Log{}, fmt.Errorf("cannot read the TPM event log: %w (binary_bios_measurements is readable by root only: run as root, or stage a copy at %s, as the Helm chart's init container does)",
 			joinErrors(denied), s.logs[1])
 	}
-	return RawLog{}, nil, fmt.Errorf("no TPM event log at %s (no TPM, TPM disabled in firmware, or securityfs not mounted): %w",
+	return Log{}, fmt.Errorf("no TPM event log at %s (no TPM, TPM disabled in firmware, or securityfs not mounted): %w",
 		orList(s.logs), joinErrors(missing))
+}
+
+// logAlgs returns the log's algorithms, from the last log read; the log is
+// read only if none has been (a firmware log does not change after boot).
+// nil when it cannot be read.
+func (s *tpmSource) logAlgs(ctx context.Context) []eventlog.Alg {
+	if algs := s.algs.Load(); algs != nil {
+		return *algs
+	}
+	if _, err := s.ReadLog(ctx); err != nil {
+		return nil
+	}
+	return *s.algs.Load()
 }
 
 // Registers reads PCRs 0..23 of every bank the log uses (every allocated
@@ -110,8 +124,8 @@ func (s *tpmSource) Registers(ctx context.Context) (eventlog.Bank, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrNotAvailable, path, err)
 	}
 	algs := banks
-	if _, l, err := s.readLog(); err == nil {
-		algs = slices.DeleteFunc(l.Algs(), func(a eventlog.Alg) bool { return !slices.Contains(banks, a) })
+	if logAlgs := s.logAlgs(ctx); logAlgs != nil {
+		algs = slices.DeleteFunc(slices.Clone(logAlgs), func(a eventlog.Alg) bool { return !slices.Contains(banks, a) })
 	}
 	if len(algs) == 0 {
 		return nil, fmt.Errorf("%w: the TPM at %s has no PCR bank for the log's algorithms (it has %v)", ErrNotAvailable, path, banks)

@@ -37,12 +37,9 @@ func TestTPMCorpusTrees(t *testing.T) {
 					t.Fatal(err)
 				}
 				if raw.Area || raw.Path != filepath.Join(root, path) || !bytes.Equal(raw.Data, log) {
-					t.Errorf("RawLog{Area: %v, Path: %s, %d bytes}, want {false, %s, %d bytes}", raw.Area, raw.Path, len(raw.Data), filepath.Join(root, path), len(log))
+					t.Errorf("Log{Area: %v, Path: %s, %d bytes}, want {false, %s, %d bytes}", raw.Area, raw.Path, len(raw.Data), filepath.Join(root, path), len(log))
 				}
-				l, err := raw.Parse()
-				if err != nil {
-					t.Fatal(err)
-				}
+				l := raw.Parsed
 				if got := len(l.Events) + 1; got != want.EventsInclHeader {
 					t.Errorf("%d events incl. header, want %d", got, want.EventsInclHeader)
 				}

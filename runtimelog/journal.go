@@ -2,6 +2,12 @@
 // into the runtime register (TDX RTMR3, TPM PCR 23) after boot, each with the
 // container that recorded it, in a journal that survives server restarts.
 //
+// Log is that runtime log in a running server: Record measures an event
+// (the journal first, then the register), Open settles at start what a
+// crash left, and View is what readers see, published anew by each record:
+// the platform log with the runtime events appended, and each container's
+// own log. Journal is the file alone.
+//
 // The register and the journal must never disagree, and a server can die at
 // any moment. So a record is appended to the journal and made durable
 // (fdatasync) before the register is extended, and never the other way
@@ -59,6 +65,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/dirfd"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/durable"
 )
 
@@ -123,19 +130,23 @@ type Dir struct {
 
 // OpenDir creates (mode 0700) and locks a state directory.
 func OpenDir(path string) (*Dir, error) {
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	// It holds every container's events and IDs: private to the server,
-	// whatever mode an existing directory had.
-	if err := os.Chmod(path, 0o700); err != nil {
-		return nil, fmt.Errorf("state directory: %w", err)
-	}
-	lockPath := filepath.Join(path, "lock")
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	dir, err := dirfd.Open(path, 0o700)
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	defer dir.Close()
+	// It holds every container's events and IDs: private to the server,
+	// whatever mode an existing directory had (set through the descriptor:
+	// the path may have been swapped meanwhile).
+	if err := dirfd.Own(dir, -1, -1, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	lockPath := filepath.Join(path, "lock")
+	fd, err := unix.Openat(int(dir.Fd()), "lock", unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state directory: open %s: %w", lockPath, err)
+	}
+	f := os.NewFile(uintptr(fd), lockPath)
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"syscall"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,25 +16,11 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/tdxquote"
 )
-
-// errDirFull is wrapped when the output directory is at its size limit and
-// nothing in it is old enough to be removed.
-var errDirFull = errors.New("output directory full")
-
-// outputError is a failure to write a file: a reply's, or the runtime log.
-// It is the server's problem, not the source's: a permission error here is
-// INTERNAL, not PERMISSION_DENIED.
-type outputError struct {
-	path string
-	err  error
-}
-
-func (e *outputError) Error() string { return "writing " + e.path + ": " + e.err.Error() }
-func (e *outputError) Unwrap() error { return e.err }
 
 // requestError is a request that makes no sense, whatever the node's state.
 type requestError struct{ msg string }
@@ -57,18 +42,16 @@ func (e *noSourceError) Error() string {
 // the registers: it uses an algorithm this server cannot compute.
 var errCannotReplay = errors.New("cannot replay the log")
 
-// limitError is a container-level limit reached: its count or size of
-// events, the size of one event, or the node's runtime log.
+// limitError is a limit reached by a request: the size of one event, or an
+// inline reply's size (runtimelog.LimitError: a container's events, the
+// runtime log's).
 type limitError struct{ msg string }
 
 func (e *limitError) Error() string { return e.msg }
 
 // keyConflictError is an idempotency key the calling container already
-// recorded another event under. ALREADY_EXISTS rather than
-// FAILED_PRECONDITION: the key already names a record, which is what the
-// code means, and a client can tell this apart from the node's state
-// (recording off, no container), which FAILED_PRECONDITION reports; neither
-// is worth retrying.
+// recorded an event under in another category (runtimelog.KeyConflictError
+// in the same one).
 type keyConflictError struct{ msg string }
 
 func (e *keyConflictError) Error() string { return e.msg }
@@ -86,42 +69,26 @@ type identityError struct {
 func (e *identityError) Error() string { return e.err.Error() }
 func (e *identityError) Unwrap() error { return e.err }
 
-// runtimeUnavailableError says why a category's container-level events
-// cannot be recorded or read on this server.
-type runtimeUnavailableError struct {
-	kind eventlog.Kind
-	err  error
+// skipRangeError is a zero-based start_position that skips every event
+// (paging.go). It wraps the *eventlog.RangeError (OUT_OF_RANGE) but words
+// it in the caller's terms: the start it sent, not the event number it
+// became.
+type skipRangeError struct {
+	skip int32
+	err  *eventlog.RangeError
 }
 
-func (e *runtimeUnavailableError) Error() string {
-	return "container-level " + e.kind.String() + " events are not available on this server: " + e.err.Error()
-}
-func (e *runtimeUnavailableError) Unwrap() error { return e.err }
-
-// extendError is a register extend that failed. uncertain: whether it
-// happened could not be told, and the event waits in the runtime log.
-type extendError struct {
-	uncertain bool
-	err       error
+func (e *skipRangeError) Error() string {
+	return fmt.Sprintf("start position %d is past the last event: the log has %d events, and this server counts start_position as the events to skip (--zero-based-start), so it must be at most %d",
+		e.skip, e.err.Total, max(e.err.Total-1, 0))
 }
 
-func (e *extendError) Error() string { return e.err.Error() }
-func (e *extendError) Unwrap() error { return e.err }
-
-// sourceTimeoutError is a source whose read has not finished in the time
-// requests wait for it: a hung file system or device.
-type sourceTimeoutError struct {
-	source string
-	after  time.Duration
-}
-
-func (e *sourceTimeoutError) Error() string {
-	return fmt.Sprintf("reading the %s has not finished after %s: the source does not answer (a hung file system or device?)", e.source, e.after)
-}
+func (e *skipRangeError) Unwrap() error { return e.err }
 
 // toStatus maps every error the service can meet to its gRPC status, in one
-// place. The message is the error's own, which names what was wrong and where;
-// no error leaves the service as codes.Unknown.
+// place: the service's own errors above, and those of the packages it
+// calls. The message is the error's own, which names what was wrong and
+// where; no error leaves the service as codes.Unknown.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -130,22 +97,25 @@ func toStatus(err error) error {
 		return err
 	}
 	var (
-		outErr      *outputError
-		rangeErr    *eventlog.RangeError
-		formatErr   *eventlog.FormatError
-		tableErr    *ccel.Error
 		reqErr      *requestError
 		noSourceErr *noSourceError
 		limitErr    *limitError
 		keyErr      *keyConflictError
 		identityErr *identityError
-		runtimeErr  *runtimeUnavailableError
-		extendErr   *extendError
-		corruptErr  *runtimelog.CorruptError
+		timeoutErr  *hwsource.TimeoutError
+		rangeErr    *eventlog.RangeError
+		formatErr   *eventlog.FormatError
+		tableErr    *ccel.Error
 		quoteErr    *tdxquote.Error
 		typeErr     *boundedread.FileTypeError
 		tooLargeErr *boundedread.TooLargeError
-		timeoutErr  *sourceTimeoutError
+		dirErr      *outdir.Error
+		rtLimitErr  *runtimelog.LimitError
+		rtKeyErr    *runtimelog.KeyConflictError
+		runtimeErr  *runtimelog.UnavailableError
+		extendErr   *runtimelog.ExtendError
+		journalErr  *runtimelog.WriteError
+		corruptErr  *runtimelog.CorruptError
 	)
 	code := codes.Internal
 	switch {
@@ -156,16 +126,21 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.As(err, &noSourceErr), errors.Is(err, errCannotReplay):
 		code = codes.FailedPrecondition
-	case errors.As(err, &limitErr):
+	case errors.As(err, &limitErr), errors.As(err, &rtLimitErr):
 		code = codes.ResourceExhausted
-	case errors.As(err, &keyErr):
+	case errors.As(err, &keyErr), errors.As(err, &rtKeyErr):
+		// ALREADY_EXISTS rather than FAILED_PRECONDITION: the key already
+		// names a record, which is what the code means, and a client can
+		// tell this apart from the node's state (recording off, no
+		// container), which FAILED_PRECONDITION reports; neither is worth
+		// retrying.
 		code = codes.AlreadyExists
 	case errors.As(err, &identityErr):
 		var criErr *cri.UnavailableError
 		switch {
 		case identityErr.unauthenticated:
 			code = codes.Unauthenticated
-		case errors.Is(err, containerid.ErrNotRuntimeMade), errors.Is(err, cri.ErrNotRunning), errors.Is(err, errOtherPIDNamespace):
+		case errors.Is(err, containerid.ErrNotRuntimeMade), errors.Is(err, cri.ErrNotRunning), errors.Is(err, containerid.ErrOtherPIDNamespace):
 			code = codes.PermissionDenied
 		case errors.As(err, &criErr):
 			// The server's problem, not the caller's: it may pass.
@@ -177,7 +152,7 @@ func toStatus(err error) error {
 		// The register could not be reached: retrying may work, unless the
 		// server lacks what extending needs (a kernel, a permission).
 		code = codes.Unavailable
-		if !extendErr.uncertain && (errors.Is(err, hwsource.ErrNotAvailable) || errors.Is(err, fs.ErrPermission)) {
+		if !extendErr.Uncertain && (errors.Is(err, hwsource.ErrNotAvailable) || errors.Is(err, fs.ErrPermission)) {
 			code = codes.FailedPrecondition
 		}
 	case errors.As(err, &runtimeErr):
@@ -185,11 +160,13 @@ func toStatus(err error) error {
 		if errors.As(err, &corruptErr) {
 			code = codes.DataLoss
 		}
-	case errors.As(err, &outErr):
+	case errors.As(err, &journalErr), errors.As(err, &dirErr):
+		// The server's own files: a permission error here is INTERNAL, not
+		// PERMISSION_DENIED, and so is anything in the way of its files.
 		switch {
-		case errors.Is(err, errDirFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		case errors.Is(err, outdir.ErrFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
 			code = codes.ResourceExhausted
-		case errors.Is(err, errCannotChown):
+		case errors.Is(err, outdir.ErrCannotChown):
 			code = codes.FailedPrecondition
 		}
 	case errors.As(err, &rangeErr):

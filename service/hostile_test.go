@@ -19,6 +19,8 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 )
@@ -59,12 +61,12 @@ func serveLimited(t *testing.T, root string, lim connlimit.Limits, conn service.
 	dir := t.TempDir()
 	socket = filepath.Join(dir, "eventlog.sock")
 	srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: hwsource.NewTDX(root)}
-	svc, err := service.New(srcs, service.Options{OutputDir: filepath.Join(dir, "out"), Limits: service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	svc, err := service.New(srcs, service.Options{OutputDir: filepath.Join(dir, "out"), Limits: outdir.Limits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Runtime: service.RuntimeOptions{StateDir: filepath.Join(dir, "state")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	inner, err := service.ListenUnix(socket, 0o666)
+	inner, err := unixsock.Listen(socket, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/testvectors"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
@@ -52,7 +53,7 @@ func TestRecordEventNeedsAnExtendingKernel(t *testing.T) {
 			var logs bytes.Buffer
 			svc, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tc.src}, service.Options{
 				OutputDir: t.TempDir(),
-				Limits:    service.DirLimits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
+				Limits:    outdir.Limits{MaxBytes: 1 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
 				Logger:    slog.New(slog.NewTextHandler(&logs, nil)),
 				Runtime:   service.RuntimeOptions{StateDir: filepath.Join(t.TempDir(), "state"), ProcRoot: e.proc},
 			})

@@ -2,7 +2,6 @@ package service
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 )
@@ -27,18 +26,3 @@ func (s *Service) slice(l *eventlog.Log, start, count int32) ([]eventlog.Event, 
 	}
 	return events, err
 }
-
-// skipRangeError is a zero-based start_position that skips every event. It
-// wraps the *eventlog.RangeError (OUT_OF_RANGE) but words it in the
-// caller's terms: the start it sent, not the event number it became.
-type skipRangeError struct {
-	skip int32
-	err  *eventlog.RangeError
-}
-
-func (e *skipRangeError) Error() string {
-	return fmt.Sprintf("start position %d is past the last event: the log has %d events, and this server counts start_position as the events to skip (--zero-based-start), so it must be at most %d",
-		e.skip, e.err.Total, max(e.err.Total-1, 0))
-}
-
-func (e *skipRangeError) Unwrap() error { return e.err }

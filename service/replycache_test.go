@@ -1,8 +1,11 @@
 package service_test
 
 import (
+	"fmt"
+	"os"
 	"testing"
 
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
 
@@ -45,5 +48,60 @@ func TestCachedRepliesFollowRuntimeEvents(t *testing.T) {
 		if inline, err := s.get(t, req); err != nil || inline.TotalEvents != want {
 			t.Errorf("%s inline: %v (%v), want %d events in all", format, inline, err, want)
 		}
+	}
+}
+
+// TestCachedContainerRepliesAreTheCallersOwn: container-level replies go
+// through the reply cache too, keyed by the caller: the same request from
+// another container is never answered with the first one's file, and a
+// container's new event makes a new file.
+func TestCachedContainerRepliesAreTheCallersOwn(t *testing.T) {
+	e := newRuntimeEnv(t)
+	s := e.start(t, e.newTDX(t))
+	req := &eventlogpb.GetEventlogRequest{EventlogLevel: eventlogpb.LEVEL_SAAS, Format: eventlogpb.FORMAT_TCG_RAW}
+	fetch := func(id string) (path string, events []string) {
+		t.Helper()
+		e.as(t, id)
+		r, err := s.get(t, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(r.EventlogDataLoc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := eventlog.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.EventlogDataLoc, datas(l)
+	}
+	e.as(t, ctrA)
+	s.mustRecord(t, "a1")
+	e.as(t, ctrB)
+	s.mustRecord(t, "b1")
+
+	pathA, gotA := fetch(ctrA)
+	pathB, gotB := fetch(ctrB)
+	againA, againGotA := fetch(ctrA)
+	if pathA == pathB || fmt.Sprint(gotA) != "[a1]" || fmt.Sprint(gotB) != "[b1]" {
+		t.Errorf("A: %s %v; B: %s %v", pathA, gotA, pathB, gotB)
+	}
+	if againA != pathA || fmt.Sprint(againGotA) != "[a1]" {
+		t.Errorf("A again: %s %v, want %s [a1]", againA, againGotA, pathA)
+	}
+	first := &eventlogpb.GetEventlogRequest{EventlogLevel: eventlogpb.LEVEL_SAAS, Count: 1}
+	before, err := s.get(t, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.as(t, ctrA)
+	s.mustRecord(t, "a2")
+	if path, got := fetch(ctrA); path == pathA || fmt.Sprint(got) != "[a1 a2]" {
+		t.Errorf("after A's second event: %s %v", path, got)
+	}
+	// The same slice, whose event did not change, tells the new total.
+	if after, err := s.get(t, first); err != nil || after.TotalEvents != before.TotalEvents+1 || readJSON(t, after.EventlogDataLoc).TotalEvents != int(before.TotalEvents)+1 {
+		t.Errorf("the first event of A's log after its second event: %v (%v), want %d events in all", after, err, before.TotalEvents+1)
 	}
 }

@@ -2,22 +2,13 @@ package service
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash/fnv"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
-	"github.com/ccnp-eventlog/ccnp-eventlog/peercred"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/runtimelog"
 )
@@ -26,143 +17,43 @@ import (
 //
 //   - RecordEvent measures an event for the calling container: the server
 //     computes its digests, appends it to the category's runtime log, then
-//     extends the runtime register (runtime.go). Under an idempotency key
-//     the container already recorded, it returns that first outcome and
-//     extends nothing: a client retries a call that failed with UNAVAILABLE
-//     under the same key.
+//     extends the runtime register (package runtimelog). Under an
+//     idempotency key the container already recorded, it returns that first
+//     outcome and extends nothing: a client retries a call that failed with
+//     UNAVAILABLE under the same key.
 //   - GetEventlog with SAAS returns the calling container's own events, with
 //     the boot log's Spec ID header, numbered 1..n, in the same formats and
 //     with the same paging as PAAS; PAAS returns the boot log followed by
 //     every container's runtime events, so its replay gives the live
 //     register.
 //
-// The caller is the process at the other end of the Unix socket, from the
-// kernel (SO_PEERCRED, with a pidfd that proves the pid still names it), and
-// its container from a root-owned cgroup its runtime made, confirmed with the
-// runtime where the server can ask it (identity.go). Nothing in the request
-// says who the caller is.
+// The caller and its container are told from the socket, never from the
+// request (caller.go).
 //
 // A container's files are private to the calling uid: they go to
-// <output-dir>/containers/<dir>/, where <dir> (mode 0700) and the files
-// (0400) belong to the caller's uid, and <dir> is a keyed hash of the
-// container ID and uid. The containers directory is 0711: it can be crossed
-// but not listed, so other containers, even under the same uid, can neither
-// list nor compute the path (container IDs are no secret: the node and the
-// API server show them). Giving a file to another uid takes root (or
-// CAP_CHOWN and CAP_DAC_OVERRIDE); a server without it serves files only to
-// callers of its own uid, and tells the others to ask for inline content,
-// which never touches the disk.
-
-// caller is who made a request.
-type caller struct {
-	pid       int
-	uid, gid  uint32
-	container containerid.Container
-}
-
-// openRuntime opens the state directory and the per-container output
-// directory. It returns why container-level events are off, or nil.
-func (s *Service) openRuntime(opts Options) error {
-	o := &s.rtOpts
-	if o.StateDir == "" {
-		return errors.New("the server runs without a state directory (--state-dir)")
-	}
-	s.ident = newIdentifier(opts.Identity, o.ProcRoot, s.log)
-	dir, err := runtimelog.OpenDir(o.StateDir)
-	if err != nil {
-		s.log.Error("container-level events off", "err", err)
-		return err
-	}
-	key, err := loadKey(filepath.Join(o.StateDir, "saas-dir-key"))
-	if err == nil {
-		limits := opts.Limits
-		limits.MaxBytes = o.OutputBytes
-		s.saasOut, err = openPrivateDir(filepath.Join(opts.OutputDir, "containers"), limits)
-	}
-	if err != nil {
-		dir.Close()
-		s.log.Error("container-level events off", "err", err)
-		return err
-	}
-	s.rtDir, s.saasKey = dir, key
-	return nil
-}
-
-// loadKey reads the key that names per-container directories, creating it
-// on first use. It is kept so that the directories keep their names, and the
-// paths handed out stay valid, across restarts.
-func loadKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil && len(b) == 32 {
-		return b, nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	if err := os.WriteFile(path, key, 0o600); err != nil {
-		return nil, err
-	}
-	return key, nil
-}
-
-// containerDir names a caller's directory under the containers directory.
-func (s *Service) containerDir(c *caller) string {
-	m := hmac.New(sha256.New, s.saasKey)
-	m.Write([]byte(c.container.ID))
-	m.Write([]byte{0})
-	m.Write([]byte(strconv.FormatUint(uint64(c.uid), 10)))
-	return hex.EncodeToString(m.Sum(nil))[:32]
-}
-
-// identify finds the calling process and its container. A caller that
-// cannot be told, or fails a check, is refused and logged with its pid and
-// uid.
-func (s *Service) identify(ctx context.Context) (*caller, error) {
-	a, ok := peercred.FromContext(ctx)
-	if !ok {
-		return nil, &identityError{unauthenticated: true, err: errors.New("container-level requests must come over the server's Unix socket, whose peer credentials say who calls")}
-	}
-	if s.ident == nil {
-		return nil, &identityError{err: errors.New("container-level events are off on this server (its start-up log says why)")}
-	}
-	if a.PID == 0 {
-		return nil, s.refuse(a, fmt.Errorf("the calling process (uid %d) runs in a PID namespace this server cannot see, so its container cannot be told: run the server in the host's PID namespace (hostPID: true)", a.UID))
-	}
-	ctr, err := s.ident.container(ctx, a.PID)
-	// Only now is it known that what was read belongs to the caller: its
-	// pid cannot have been reused while it still runs.
-	if aerr := a.Alive(); aerr != nil {
-		return nil, s.refuse(a, fmt.Errorf("process %d: %w", a.PID, aerr))
-	}
-	switch {
-	case err == nil:
-		return &caller{pid: a.PID, uid: a.UID, gid: a.GID, container: ctr}, nil
-	case errors.Is(err, containerid.ErrNotInContainer):
-		err = fmt.Errorf("container-level (SAAS) event logs belong to containers, and the calling process is in none: %w", err)
-	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, containerid.ErrCannotCheck):
-		err = fmt.Errorf("the calling process %d is not under %s, though it runs: the server does not see the host's processes (it needs hostPID: true, and --proc-root the host's /proc): %w", a.PID, s.rtOpts.ProcRoot, err)
-	}
-	return nil, s.refuse(a, err)
-}
-
-// refuse logs a caller that cannot be told or failed a check.
-func (s *Service) refuse(a *peercred.AuthInfo, err error) error {
-	s.log.Warn("container-level caller refused", "pid", a.PID, "uid", a.UID, "err", err)
-	return &identityError{err: err}
-}
+// <output-dir>/containers/<dir>/ (an outdir private directory), where the
+// files (mode 0400) belong to the caller's uid, and <dir> is a keyed hash of
+// the container ID and uid. The containers directory and <dir> belong to the
+// server, mode 0711: they can be crossed but not listed, so other
+// containers, even under the same uid, can neither list nor compute the path
+// (container IDs are no secret: the node and the API server show them), and
+// the caller can read its files but not create, rename or remove anything
+// there, so the server never meets a symbolic link of a caller's making.
+// Giving a file to another uid takes root (or CAP_CHOWN and
+// CAP_DAC_OVERRIDE); a server without it serves files only to callers of its
+// own uid, and tells the others to ask for inline content, which never
+// touches the disk.
 
 // runtimeFor returns the category's runtime log, opened.
-func (s *Service) runtimeFor(ctx context.Context, cat eventlogpb.CATEGORY) (*logCache, error) {
+func (s *Service) runtimeFor(ctx context.Context, cat eventlogpb.CATEGORY) (*category, error) {
 	cache, err := s.logFor(cat)
 	if err != nil {
 		return nil, err
 	}
 	if cache.rt == nil {
-		return nil, &runtimeUnavailableError{kind: cache.src.Kind(), err: cache.rtOff}
+		return nil, &runtimelog.UnavailableError{Kind: cache.src.Kind(), Err: cache.rtOff}
 	}
-	if _, err := cache.get(ctx); err != nil {
+	if _, err := cache.Log(ctx); err != nil {
 		return nil, err
 	}
 	return cache, nil
@@ -210,22 +101,22 @@ func (s *Service) recordEvent(ctx context.Context, req *eventlogpb.RecordEventRe
 		}
 		defer unlock()
 	}
-	r, err := cache.rt.record(ctx, c, typ, req.Data, key)
+	r, err := cache.rt.Record(ctx, runtimelog.Request{Container: c.container.ID, UID: c.uid, Key: key, Type: typ, Data: req.Data})
 	if err != nil {
 		return nil, err
 	}
 	reply := &eventlogpb.RecordEventReply{
-		EventNum:        uint32(r.ownNum),
-		LogEventNum:     uint32(r.event.Num),
-		Register:        cache.src.Kind().RegisterName(r.event.Index),
-		Index:           r.event.Index,
-		EventType:       uint32(r.eventType),
+		EventNum:        uint32(r.Own),
+		LogEventNum:     uint32(r.Event.Num),
+		Register:        cache.src.Kind().RegisterName(r.Event.Index),
+		Index:           r.Event.Index,
+		EventType:       uint32(r.Event.Type),
 		Digests:         map[string]string{},
 		ContainerId:     c.container.ID,
 		Simulated:       cache.src.Simulated(),
-		AlreadyRecorded: r.again,
+		AlreadyRecorded: r.Again,
 	}
-	for _, d := range r.event.Digests {
+	for _, d := range r.Event.Digests {
 		reply.Digests[d.Alg.String()] = hex.EncodeToString(d.Value)
 	}
 	return reply, nil
@@ -265,12 +156,12 @@ func (s *Service) claimKey(ctx context.Context, c *caller, cat eventlogpb.CATEGO
 		}
 		// Its runtime log must be open for its keys to be known; a
 		// category that cannot open has recorded nothing this boot.
-		if _, err := cache.get(ctx); err != nil {
+		if _, err := cache.Log(ctx); err != nil {
 			continue
 		}
-		if k, ok := cache.rt.lookupKey(c.container.ID, key); ok {
+		if event, used := cache.rt.KeyUsed(c.container.ID, key); used {
 			mu.Unlock()
-			return nil, &keyConflictError{fmt.Sprintf("this container already recorded its %s event %d under that idempotency key: a key names one event; use a new key for a new event", other, k.own)}
+			return nil, &keyConflictError{fmt.Sprintf("this container already recorded its %s event %d under that idempotency key: a key names one event; use a new key for a new event", other, event)}
 		}
 	}
 	return mu.Unlock, nil
@@ -287,31 +178,15 @@ func (s *Service) getContainerEventlog(ctx context.Context, req *eventlogpb.GetE
 	if err != nil {
 		return nil, err
 	}
-	rt := cache.rt
-	view := rt.current()
-	l := view.header // no event yet: the header alone, still a self-describing log
-	if own := view.containers[c.container.ID]; own != nil {
-		l = own.log
-	}
-	if l == nil {
-		return nil, &runtimeUnavailableError{kind: rt.kind, err: view.disabled}
-	}
-	events, err := s.slice(l, req.StartPosition, req.Count)
+	view := cache.rt.View()
+	l, err := view.Container(c.container.ID)
 	if err != nil {
 		return nil, err
 	}
-	e := encode(l, eventlog.JSONOptions{Kind: rt.kind}, events, req.Format, "saas-"+strings.ToLower(rt.kind.String()))
-	reply := e.reply
-	reply.Source = fmt.Sprintf("container %s's %s events in %s (runtime log %s)", short(c.container.ID), rt.kind.RegisterName(rt.index), cache.src.Name(), view.journal)
-	reply.Simulated = cache.src.Simulated()
-	if req.Inline {
-		reply.EventlogData = e.content
-		return reply, nil
-	}
-	path, err := s.saasOut.putOwned(s.containerDir(c)+"/"+e.name, e.content, &fileOwner{uid: c.uid, gid: c.gid})
-	if err != nil {
-		return nil, err
-	}
-	reply.EventlogDataLoc = path
-	return reply, nil
+	kind := cache.src.Kind()
+	reg := kind.RegisterName(runtimelog.RegisterIndex(kind))
+	return s.reply(req, served{log: l, json: eventlog.JSONOptions{Kind: kind}, gen: uint64(len(l.Events)), name: "saas-" + cache.name,
+		source:    fmt.Sprintf("container %s's %s events in %s (runtime log %s)", containerid.Short(c.container.ID), reg, cache.src.Name(), view.Journal),
+		simulated: cache.src.Simulated()},
+		destination{dir: s.saasOut, sub: s.containerDir(c), owner: &outdir.Owner{UID: c.uid, GID: c.gid}})
 }

@@ -150,9 +150,9 @@ func (s *Service) Sweep(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.out.sweep()
+			s.out.Sweep()
 			if s.saasOut != nil {
-				s.saasOut.sweep()
+				s.saasOut.Sweep()
 			}
 		}
 	}

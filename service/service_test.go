@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +24,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ccel"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 )
@@ -80,11 +83,11 @@ type server struct {
 	health healthpb.HealthClient
 }
 
-func start(t *testing.T, root string, limits *service.DirLimits, options ...func(*service.Options)) *server {
+func start(t *testing.T, root string, limits *outdir.Limits, options ...func(*service.Options)) *server {
 	t.Helper()
 	dir := t.TempDir()
 	s := &server{socket: filepath.Join(dir, "uds", "eventlog.sock"), outDir: filepath.Join(dir, "out")}
-	l := service.DirLimits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute}
+	l := outdir.Limits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute}
 	if limits != nil {
 		l = *limits
 	}
@@ -101,7 +104,7 @@ func start(t *testing.T, root string, limits *service.DirLimits, options ...func
 		t.Fatal(err)
 	}
 	s.svc = svc
-	lis, err := service.ListenUnix(s.socket, 0o666)
+	lis, err := unixsock.Listen(s.socket, 0o666)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +352,7 @@ func TestMalformedLogIsDataLoss(t *testing.T) {
 func TestFullOutputDirIsResourceExhausted(t *testing.T) {
 	h := newHostTree(t, "cos-113-tdx", "")
 	// Room for about two slices; files stay at least an hour.
-	s := start(t, h.root, &service.DirLimits{MaxBytes: 12 << 10, MaxAge: 2 * time.Hour, MinLifetime: time.Hour})
+	s := start(t, h.root, &outdir.Limits{MaxBytes: 12 << 10, MaxAge: 2 * time.Hour, MinLifetime: time.Hour})
 	var kept []string
 	for i := int32(1); ; i++ {
 		r, err := s.get(t, &eventlogpb.GetEventlogRequest{StartPosition: i, Count: 2})
@@ -374,6 +377,76 @@ func TestFullOutputDirIsResourceExhausted(t *testing.T) {
 	if _, err := s.get(t, &eventlogpb.GetEventlogRequest{StartPosition: 1, Count: 2}); err != nil {
 		t.Errorf("asking again for a file already written: %v", err)
 	}
+}
+
+// TestInlineLimit: an inline reply is held whole in memory, so one past
+// the limit is refused, before it is built, with what to do instead; a file
+// of the same events is written in pieces and has no such limit.
+func TestInlineLimit(t *testing.T) {
+	h := newHostTree(t, "cos-113-tdx", "")
+	svc, err := service.New(map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: hwsource.NewTDX(h.root)},
+		service.Options{OutputDir: t.TempDir(), Limits: outdir.Limits{MaxBytes: 16 << 20, MaxAge: time.Hour, MinLifetime: time.Minute},
+			MaxInlineBytes: 16 << 10, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, format := range []eventlogpb.FORMAT{eventlogpb.FORMAT_CCNP_JSON, eventlogpb.FORMAT_TCG_RAW} {
+		r, err := svc.GetEventlog(ctx, &eventlogpb.GetEventlogRequest{Format: format, Inline: true, StartPosition: 3, Count: 2})
+		if err != nil || len(r.EventlogData) == 0 || r.EventCount != 2 {
+			t.Fatalf("%v: a small slice inline: %v %v", format, r, err)
+		}
+		sum := sha256.Sum256(r.EventlogData)
+		if r.Sha256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%v: the reply's digest is not its content's", format)
+		}
+		if format == eventlogpb.FORMAT_TCG_RAW {
+			continue // the whole raw log is 18 KB: over the limit too, but just
+		}
+		_, err = svc.GetEventlog(ctx, &eventlogpb.GetEventlogRequest{Format: format, Inline: true})
+		wantCode(t, err, codes.ResourceExhausted, "--max-inline-bytes", "16384", "inline false")
+		f, err := svc.GetEventlog(ctx, &eventlogpb.GetEventlogRequest{Format: format})
+		if err != nil {
+			t.Fatalf("%v: the whole log as a file: %v", format, err)
+		}
+		b, _ := os.ReadFile(f.EventlogDataLoc)
+		sum = sha256.Sum256(b)
+		if f.Sha256 != hex.EncodeToString(sum[:]) || len(b) < 16<<10 {
+			t.Errorf("%v: the file's %d bytes do not match the reply's digest", format, len(b))
+		}
+	}
+}
+
+// TestLogSizeLimits: a log past the size the host backends read (8 MiB, 8
+// times the largest real logs: memory stays bounded whatever is accepted)
+// is refused naming the path and the limit; one at the limit is served.
+func TestLogSizeLimits(t *testing.T) {
+	const limit = 8 << 20
+	h := newHostTree(t, "", "")
+	event := eventlog.AppendLegacyEvent(nil, 0, eventlog.EvAction, make([]byte, 20), nil)
+	write := func(path string, b []byte) {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tpmLog := bytes.Repeat(event, limit/len(event))
+	write(h.tpm, tpmLog)
+	table := (&ccel.Table{CCType: ccel.TypeTDX, LAML: limit + 1}).Marshal()
+	write(filepath.Join(h.root, hwsource.CCELTablePath), table)
+	write(h.tdx, bytes.Repeat([]byte{0xFF}, 64))
+	s := start(t, h.root, nil)
+	r, err := s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: eventlogpb.CATEGORY_TPM_EVENTLOG, Format: eventlogpb.FORMAT_TCG_RAW, StartPosition: 1, Count: 1})
+	if err != nil || r.TotalEvents != uint32(limit/len(event)-1) {
+		t.Fatalf("a log at the limit: %v %v", r, err)
+	}
+	_, err = s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: eventlogpb.CATEGORY_TDX_EVENTLOG})
+	wantCode(t, err, codes.DataLoss, "LAML", "8388608", filepath.Join(h.root, hwsource.CCELTablePath))
+
+	write(h.tpm, append(tpmLog, event...))
+	s = start(t, h.root, nil)
+	_, err = s.get(t, &eventlogpb.GetEventlogRequest{EventlogCategory: eventlogpb.CATEGORY_TPM_EVENTLOG})
+	wantCode(t, err, codes.FailedPrecondition, h.tpm, "8388608")
 }
 
 func TestUnwritableOutputDirIsInternal(t *testing.T) {
@@ -463,53 +536,4 @@ func TestConcurrentRequests(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-}
-
-func TestStaleSocket(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "eventlog.sock")
-	// A socket left behind by a server that died: nobody answers on it.
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	l.Close()
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal("the stale socket should still exist")
-	}
-	live, err := service.ListenUnix(path, 0o600)
-	if err != nil {
-		t.Fatalf("a stale socket must be replaced: %v", err)
-	}
-	defer live.Close()
-	go func() {
-		for {
-			c, err := live.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
-		t.Errorf("socket mode: %v %v, want 0600", info.Mode(), err)
-	}
-	// A live server must not be replaced.
-	if _, err := service.ListenUnix(path, 0o600); err == nil || !strings.Contains(err.Error(), "another server") {
-		t.Errorf("listening over a live server: %v", err)
-	}
-	// Nor a file that is not a socket.
-	file := filepath.Join(dir, "not-a-socket")
-	os.WriteFile(file, []byte("x"), 0o644)
-	if _, err := service.ListenUnix(file, 0o600); err == nil || !strings.Contains(err.Error(), "not a socket") {
-		t.Errorf("listening over a regular file: %v", err)
-	}
-	// The socket's directory is created.
-	deep := filepath.Join(dir, "a", "b", "eventlog.sock")
-	l2, err := service.ListenUnix(deep, 0o666)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l2.Close()
 }

@@ -38,7 +38,7 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	if err != nil {
 		return nil, err
 	}
-	p, err := cache.get(ctx)
+	p, err := cache.platform(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 )
 
@@ -33,6 +34,9 @@ type HostConfig struct {
 	// TDXEvents and TPMEvents are the events after each log's header; 0
 	// means DefaultTDXEvents / DefaultTPMEvents.
 	TDXEvents, TPMEvents int
+	// IMAEntries is the length of the kernel's IMA measurement list; 0
+	// means DefaultIMAEntries.
+	IMAEntries int
 	// AreaSize is the CCEL log area size; 0 means DefaultAreaSize.
 	AreaSize int
 	// TDXLive also writes the tdx_guest driver's RTMR files, so the real
@@ -57,6 +61,10 @@ type HostConfig struct {
 type ExpectedRegisters struct {
 	TDX map[string]map[string]string `json:"tdx"`
 	TPM map[string]map[string]string `json:"tpm"`
+	// IMA is PCR 10 as the kernel's IMA measurement list (IMAListPath)
+	// extends it, apart from the TPM log's registers: the list grows
+	// (AppendHostIMA), the TPM log does not.
+	IMA map[string]map[string]string `json:"ima,omitempty"`
 }
 
 // WriteHostTree writes a fake host under dir, laid out as the real backends
@@ -67,6 +75,7 @@ type ExpectedRegisters struct {
 //	sys/class/misc/tdx_guest/measurements/rtmrN:sha384 live RTMRs (TDXLive, 6.16)
 //	sys/class/misc/tdx_guest/measurements/mrtd:sha384  MRTD (TDXLive, 6.16)
 //	sys/kernel/security/tpm0/binary_bios_measurements  TPM log
+//	sys/kernel/security/ima/binary_runtime_measurements the kernel's IMA measurement list
 //	proc/sys/kernel/random/boot_id                     the kernel's boot ID
 //	expected-registers.json                            ExpectedRegisters
 //	td-quote.bin, tdreport.bin                         the TD's evidence (QuoteFile, ReportFile)
@@ -81,7 +90,7 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 	if err != nil {
 		return nil, err
 	}
-	tpm, err := NewTPM(TPMConfig{Seed: cfg.Seed, Events: cfg.TPMEvents})
+	tpm, err := NewTPM(TPMConfig{Seed: cfg.Seed, Events: cfg.TPMEvents, IMAEntries: cfg.IMAEntries})
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +104,7 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 		hwsource.CCELTablePath: tdx.Table(),
 		hwsource.CCELDataPath:  tdx.Area(),
 		hwsource.TPMLogPath:    tpm.log,
+		IMAListPath:            tpm.IMAList(),
 		hwsource.BootIDPath:    []byte(bootID + "\n"),
 	}
 	switch cfg.Kernel {
@@ -126,6 +136,9 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 		return nil, err
 	}
 	if exp.TPM, err = expected(eventlog.TPM, tpm.log, pcrs); err != nil {
+		return nil, err
+	}
+	if exp.IMA, err = expectedIMA(tpm.IMAList(), pcrs); err != nil {
 		return nil, err
 	}
 	js, err := json.MarshalIndent(exp, "", "  ")
@@ -185,12 +198,91 @@ func expected(kind eventlog.Kind, raw []byte, live eventlog.Bank) (map[string]ma
 	return out, nil
 }
 
-// Bank converts one category of the expected registers back to a bank.
+// expectedIMA is PCR 10 as the simulated TPM holds it, after checking that
+// replaying the IMA list gives that value.
+func expectedIMA(list []byte, live eventlog.Bank) (map[string]map[string]string, error) {
+	l, err := ima.Parse(list, ima.Options{Order: imaOrder})
+	if err != nil {
+		return nil, fmt.Errorf("simulated IMA list: %w", err)
+	}
+	replayed, err := ima.Replay(l, tpmAlgs...)
+	if err != nil {
+		return nil, fmt.Errorf("simulated IMA list: %w", err)
+	}
+	for alg, regs := range replayed {
+		for idx, v := range regs {
+			if lv := live.Get(alg, idx); !bytes.Equal(lv, v) {
+				return nil, fmt.Errorf("simulated IMA: PCR%d %s replays to %x, the simulated TPM holds %x", idx, alg, v, lv)
+			}
+		}
+	}
+	return imaExpected(l)
+}
+
+// AppendHostIMA appends n entries to the IMA measurement list of the host
+// tree at dir, as a running kernel would: the list file grows in place, so
+// a reader holding it open reads the new entries on from where it was, and
+// PCR 10 in the tree's expected registers (which a tree's TPM would hold)
+// becomes the grown list's replay. It returns the new expected registers.
+func AppendHostIMA(dir string, n int) (*ExpectedRegisters, error) {
+	expPath := filepath.Join(dir, ExpectedRegistersFile)
+	exp, err := ReadExpectedRegisters(expPath)
+	if err != nil {
+		return nil, err
+	}
+	listPath := filepath.Join(dir, IMAListPath)
+	list, err := os.ReadFile(listPath)
+	if err != nil {
+		return nil, err
+	}
+	added, after, err := appendIMAFiles(list, exp.IMA, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	f, err := os.OpenFile(listPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(added)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	exp.IMA = after
+	js, err := json.MarshalIndent(exp, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	// Replaced whole: a reader sees the old expectations or the new.
+	tmp := expPath + ".tmp"
+	if err := os.WriteFile(tmp, append(js, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, expPath); err != nil {
+		os.Remove(tmp)
+		return nil, err
+	}
+	return exp, nil
+}
+
+// Bank converts one category of the expected registers back to a bank: the
+// TDX or the TPM log's (IMABank has the IMA list's).
 func (e *ExpectedRegisters) Bank(kind eventlog.Kind) (eventlog.Bank, error) {
 	regs := e.TPM
 	if kind == eventlog.TDX {
 		regs = e.TDX
 	}
+	return registersBank(kind, regs)
+}
+
+// IMABank converts the IMA list's expected PCR 10 to a bank.
+func (e *ExpectedRegisters) IMABank() (eventlog.Bank, error) {
+	return registersBank(eventlog.TPM, e.IMA)
+}
+
+func registersBank(kind eventlog.Kind, regs map[string]map[string]string) (eventlog.Bank, error) {
 	bank := eventlog.Bank{}
 	for name, values := range regs {
 		idx, ok := kind.RegisterIndex(name)

@@ -137,7 +137,7 @@ type logOnly struct{ td *TDX }
 
 func (l logOnly) Kind() eventlog.Kind { return eventlog.TDX }
 func (l logOnly) Simulated() bool     { return true }
-func (l logOnly) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+func (l logOnly) ReadLog(ctx context.Context) (hwsource.Log, error) {
 	return l.td.ReadLog(ctx)
 }
 

@@ -244,12 +244,14 @@ func (t *TDX) Simulated() bool { return true }
 func (t *TDX) RegistersFrom() string { return "the simulated TDX module's RTMRs" }
 
 // ReadLog returns a copy of the whole log area, padding included, as the
-// real backend reads data/CCEL.
-func (t *TDX) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+// real backend reads data/CCEL, parsed.
+func (t *TDX) ReadLog(ctx context.Context) (hwsource.Log, error) {
 	if err := ctx.Err(); err != nil {
-		return hwsource.RawLog{}, err
+		return hwsource.Log{}, err
 	}
-	return hwsource.RawLog{Data: slices.Clone(t.area), Area: true, Address: t.lasa}, nil
+	l, err := hwsource.ParseLog(slices.Clone(t.area), true, t.Name())
+	l.Address = t.lasa
+	return l, err
 }
 
 // Registers returns RTMR0..3 as the TDX module holds them: their values

@@ -48,13 +48,10 @@ func TestTDXReplayGivesRegisters(t *testing.T) {
 				t.Fatal(err)
 			}
 			if table.CCType != ccel.TypeTDX || table.LAML != uint64(areaSize) || table.LASA != raw.Address || !raw.Area || len(raw.Data) != areaSize {
-				t.Errorf("table {CC type %d, LAML %d, LASA %#x}, RawLog {Area %v, Address %#x, %d bytes}; want TDX, LAML = area = %d",
+				t.Errorf("table {CC type %d, LAML %d, LASA %#x}, Log {Area %v, Address %#x, %d bytes}; want TDX, LAML = area = %d",
 					table.CCType, table.LAML, table.LASA, raw.Area, raw.Address, len(raw.Data), areaSize)
 			}
-			l, err := raw.Parse()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := raw.Parsed
 			if len(l.Events) != events {
 				t.Errorf("%d events, want %d", len(l.Events), events)
 			}

@@ -37,6 +37,10 @@ type TPMConfig struct {
 	// DefaultTPMEvents. The boot sequence has a fixed part (about 40
 	// events); GRUB commands make up the rest.
 	Events int
+	// IMAEntries is the number of entries of the kernel's IMA measurement
+	// list at start, extended into PCR 10 (see TPM.IMAList); 0 means
+	// DefaultIMAEntries.
+	IMAEntries int
 }
 
 // tpmAlgs are the banks of the simulated log: SHA-1 and SHA-256, as most
@@ -72,6 +76,7 @@ type TPM struct {
 
 	mu  sync.Mutex
 	sim *gotpmsim.Simulator // nil once closed
+	ima []byte              // the IMA measurement list; only ever appended to
 }
 
 // NewTPM starts the simulator and boots the simulated machine: it builds the
@@ -83,6 +88,12 @@ func NewTPM(cfg TPMConfig) (*TPM, error) {
 	}
 	if cfg.Events < 0 || cfg.Events > MaxTPMEvents {
 		return nil, fmt.Errorf("simulated TPM: %d events is outside 1..%d", cfg.Events, MaxTPMEvents)
+	}
+	if cfg.IMAEntries == 0 {
+		cfg.IMAEntries = DefaultIMAEntries
+	}
+	if cfg.IMAEntries < 0 || cfg.IMAEntries > MaxIMAEntries {
+		return nil, fmt.Errorf("simulated TPM: %d IMA entries is outside 1..%d", cfg.IMAEntries, MaxIMAEntries)
 	}
 	steps, err := bootSteps(onTPM, cfg.Seed, cfg.Events)
 	if err != nil {
@@ -111,7 +122,31 @@ func NewTPM(cfg TPMConfig) (*TPM, error) {
 		t.Close()
 		return nil, err
 	}
+	if err := t.startIMA(); err != nil {
+		t.Close()
+		return nil, err
+	}
 	return t, nil
+}
+
+// startIMA logs and extends the IMA measurements the kernel makes once the
+// firmware and boot loader are done: a boot_aggregate of the PCRs they
+// extended, then the files the system runs.
+func (t *TPM) startIMA() error {
+	tpm := transport.FromReadWriter(t.sim)
+	pcrs, err := hwsource.ReadPCRs(tpm, tpmAlgs, []uint32{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
+	if err != nil {
+		return fmt.Errorf("simulated IMA: read PCRs 0-9: %w", err)
+	}
+	list, err := imaList(t.cfg.Seed, t.cfg.IMAEntries, pcrs)
+	if err != nil {
+		return err
+	}
+	if err := extendIMA(tpm, list); err != nil {
+		return err
+	}
+	t.ima = list
+	return nil
 }
 
 // stepDigests returns an event's digests in the log's banks. EV_NO_ACTION
@@ -156,7 +191,7 @@ func (t *TPM) boot(steps []step) error {
 
 // Name says what is simulated.
 func (t *TPM) Name() string {
-	return fmt.Sprintf("simulated TPM (go-tpm-tools simulator, seed %d, %d events)", t.cfg.Seed, t.cfg.Events)
+	return fmt.Sprintf("simulated TPM (go-tpm-tools simulator, seed %d, %d events, %d IMA entries at start)", t.cfg.Seed, t.cfg.Events, t.cfg.IMAEntries)
 }
 
 // Kind is eventlog.TPM.
@@ -168,12 +203,13 @@ func (t *TPM) Simulated() bool { return true }
 // RegistersFrom implements hwsource.Source.
 func (t *TPM) RegistersFrom() string { return "the go-tpm-tools simulator's PCRs, read with go-tpm" }
 
-// ReadLog returns a copy of the log, as binary_bios_measurements holds it.
-func (t *TPM) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+// ReadLog returns a copy of the log, as binary_bios_measurements holds it,
+// parsed.
+func (t *TPM) ReadLog(ctx context.Context) (hwsource.Log, error) {
 	if err := ctx.Err(); err != nil {
-		return hwsource.RawLog{}, err
+		return hwsource.Log{}, err
 	}
-	return hwsource.RawLog{Data: slices.Clone(t.log)}, nil
+	return hwsource.ParseLog(slices.Clone(t.log), false, t.Name())
 }
 
 // Registers reads PCRs 0..23 of the SHA-1 and SHA-256 banks from the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 )
 
@@ -60,10 +61,7 @@ func TestTPMReplayGivesPCRs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l, err := raw.Parse()
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := raw.Parsed
 			if len(l.Events) != events || l.Header.Index != 0 || fmt.Sprint(l.Algs()) != "[sha1 sha256]" {
 				t.Errorf("%d events, header at %d, algorithms %v; want %d, 0, [sha1 sha256]", len(l.Events), l.Header.Index, l.Algs(), events)
 			}
@@ -73,6 +71,20 @@ func TestTPMReplayGivesPCRs(t *testing.T) {
 			replayed, err := eventlog.Replay(l)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// PCR 10 is the IMA list's (ima_test.go checks it).
+			imaList, err := ima.Parse(tpm.IMAList(), ima.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			imaPCRs, err := ima.Replay(imaList)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for alg, regs := range imaPCRs {
+				for idx, v := range regs {
+					replayed.Set(alg, idx, v)
+				}
 			}
 			live, err := tpm.Registers(context.Background())
 			if err != nil {
@@ -98,8 +110,8 @@ func TestTPMReplayGivesPCRs(t *testing.T) {
 					}
 				}
 			}
-			if extended != 2*11 {
-				t.Errorf("%d PCR values extended by the log, want 2 banks × PCR0..9, 14", extended)
+			if extended != 2*12 {
+				t.Errorf("%d PCR values extended by the logs, want 2 banks × PCR0..9, 14 (the TPM log), 10 (the IMA list)", extended)
 			}
 		})
 	}

@@ -135,3 +135,38 @@ func TestTPMResetValues(t *testing.T) {
 		}
 	}
 }
+
+// TestTPMIMARegister: PCR 10 is the kernel's IMA's. Extended while the boot
+// log has no event for it (any kernel built with IMA logs a boot_aggregate
+// there), it is explained by the IMA measurement list, not reported as a
+// mismatch of the boot log; a quirk says so. Another PCR extended so is
+// still a mismatch.
+func TestTPMIMARegister(t *testing.T) {
+	l, live := drtmLog(t)
+	for _, alg := range sha1sha256 {
+		live.Set(alg, 10, extended(alg, make([]byte, alg.Size()), "boot_aggregate", "/usr/lib/systemd/systemd"))
+	}
+	r, err := verify.Check(l, eventlog.TPM, live, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Verified() {
+		t.Fatalf("a TPM whose PCR 10 IMA extended does not verify: %+v", r.Registers)
+	}
+	var quirks []string
+	for _, q := range r.Quirks {
+		quirks = append(quirks, q.Name+" "+q.Register)
+	}
+	if fmt.Sprint(quirks) != "[ima-pcr10 PCR10]" {
+		t.Errorf("quirks %v, want one ima-pcr10 for PCR10", quirks)
+	}
+	for _, reg := range r.Registers {
+		if reg.Index == 10 {
+			t.Errorf("PCR10 listed: %+v", reg)
+		}
+	}
+	live.Set(eventlog.AlgSHA256, 11, extended(eventlog.AlgSHA256, make([]byte, 32), "not IMA"))
+	if r, _ := verify.Check(l, eventlog.TPM, live, nil); !r.Mismatched() {
+		t.Error("PCR11 extended without a logged event verified")
+	}
+}

@@ -136,6 +136,21 @@ func Check(l *eventlog.Log, kind eventlog.Kind, live eventlog.Bank, liveErr erro
 				continue // never extended, and the log agrees
 			}
 			name := kind.RegisterName(index)
+			if kind == eventlog.TPM && index == imaPCR {
+				// The kernel's IMA extends PCR 10 (with at least its
+				// boot_aggregate on any kernel built with IMA): its
+				// measurement list explains the register, not the boot log.
+				if !slices.ContainsFunc(r.Quirks, func(q Quirk) bool { return q.Name == imaQuirk }) {
+					r.Quirks = append(r.Quirks, Quirk{
+						Name:     imaQuirk,
+						Register: name,
+						Description: "PCR10 was extended without entries in the boot log: it is the kernel's IMA register, " +
+							"which its measurement list (securityfs ima/binary_runtime_measurements) explains, not the boot log; " +
+							"it is not compared here",
+					})
+				}
+				continue
+			}
 			r.Registers = append(r.Registers, Register{
 				Name: name, Index: index, Alg: alg, Replayed: reset, Live: value, Status: Mismatch,
 				Note: "extended on the node, but the log has no event for it",
@@ -156,6 +171,13 @@ func Check(l *eventlog.Log, kind eventlog.Kind, live eventlog.Bank, liveErr erro
 	})
 	return r, nil
 }
+
+// imaPCR is the PCR the kernel's IMA extends (CONFIG_IMA_MEASURE_PCR_IDX,
+// 10 on every distribution), and imaQuirk the quirk that says so.
+const (
+	imaPCR   = 10
+	imaQuirk = "ima-pcr10"
+)
 
 // dataHashed are the event types whose digest is, by the TCG PC Client
 // firmware profile, the hash of the event data itself, and whose data every

@@ -23,10 +23,7 @@ func simulatedTDX(t *testing.T) (*eventlog.Log, eventlog.Bank) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := raw.Parse()
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := raw.Parsed
 	live, err := td.Registers(context.Background())
 	if err != nil {
 		t.Fatal(err)

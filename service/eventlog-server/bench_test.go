@@ -18,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
@@ -46,8 +47,24 @@ type serverProcess struct {
 }
 
 // startServer starts a server process, on simulated hardware unless env
-// says otherwise; its flags are EVENTLOG_* environment variables.
+// says otherwise, and returns once its health is SERVING (its sources read);
+// its flags are EVENTLOG_* environment variables.
 func startServer(b testing.TB, env ...string) *serverProcess {
+	b.Helper()
+	return launchServer(b, healthpb.HealthCheckResponse_SERVING, env...)
+}
+
+// startUnhealthyServer starts a server process that cannot serve (no
+// source works), and returns once it answers health checks.
+func startUnhealthyServer(b testing.TB, env ...string) *serverProcess {
+	b.Helper()
+	return launchServer(b, healthpb.HealthCheckResponse_NOT_SERVING, env...)
+}
+
+// launchServer starts a server process and waits, for 30 seconds at most,
+// until its health is want: a server answers health checks before it has
+// read its sources, NOT_SERVING until then.
+func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus, env ...string) *serverProcess {
 	b.Helper()
 	// The output directory is tmpfs in production (/run): use tmpfs here too.
 	tmp := "/dev/shm"
@@ -87,11 +104,14 @@ func startServer(b testing.TB, env ...string) *serverProcess {
 	b.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := probe(context.Background(), s.socket, ""); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := probe(ctx, s.socket, "")
+		cancel()
+		if err == nil && st == want {
 			return s
 		}
 		if time.Now().After(deadline) {
-			b.Fatal("the server did not come up")
+			b.Fatalf("the server did not come up %s within 30s: last answer %s (%v)", want, st, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -23,12 +23,17 @@ func init() {
 
 const decodeSynopsis = `eventlog-server decode [--area] [--tdx] FILE
        eventlog-server decode --table TABLE [FILE]
+       eventlog-server decode --ima [--ima-hash ALG] FILE
 
 Prints the events of FILE, a TPM event log (binary_bios_measurements) or a
 TDX CCEL log area (data/CCEL), as the CCNP JSON the server writes. With
 --table, also prints the fields of TABLE, an ACPI CCEL table (the file
 tables/CCEL); FILE is then its log area, and the output is
-{"Table": {...}, "EventLog": {...}}. With --table alone, prints the table.`
+{"Table": {...}, "EventLog": {...}}. With --table alone, prints the table.
+With --ima, FILE is the kernel's IMA measurement list
+(ima/binary_runtime_measurements), printed as the JSON the server writes for
+it: each entry's number, PCR, template hash and name, and the template's
+fields.`
 
 // maxLogFile bounds what decode and replay read: real logs are at most a few
 // MiB (a CCEL log area is typically 64 KiB to 1 MiB), and a wrong path such
@@ -113,6 +118,8 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 	table := fs.String("table", "", "ACPI CCEL table file to decode; FILE is then its log area")
 	area := fs.Bool("area", false, "read FILE as a CCEL log area, which ends at 0xFF or 0x00 padding (default: detected; on with --table)")
 	tdx := fs.Bool("tdx", false, "read FILE as a TDX CCEL log area: registers are RTMRs")
+	imaList := fs.Bool("ima", false, "read FILE as the kernel's IMA measurement list (binary_runtime_measurements)")
+	imaHash := fs.String("ima-hash", "", imaHashUsage)
 	files, err := parseArgs(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -125,6 +132,13 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "eventlog-server decode: want one FILE (or --table TABLE), got %d arguments\n", len(files))
 		fs.Usage()
 		return 2
+	}
+	if *imaList || *imaHash != "" {
+		if !*imaList || *table != "" || *area || *tdx || len(files) != 1 {
+			fmt.Fprintln(stderr, "eventlog-server decode: --ima takes one FILE and no --table, --area or --tdx; --ima-hash goes with --ima")
+			return 2
+		}
+		return decodeIMA(files[0], *imaHash, stdout, stderr)
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "eventlog-server decode: %v\n", err)

@@ -20,6 +20,7 @@ func init() {
 }
 
 const replaySynopsis = `eventlog-server replay [--tdx] FILE
+       eventlog-server replay --ima [--ima-hash ALG] FILE
 
 Replays the measured events of FILE, a TPM event log or a TDX CCEL log area,
 and prints {"events": N, "registers": {"PCR7": {"sha256": "<hex>"}, ...}}:
@@ -27,12 +28,21 @@ N events after the Spec ID header, and each register the log extends, by
 algorithm. EV_NO_ACTION events are not replayed; StartupLocality sets PCR0's
 start. A TDX log's registers are RTMR0..3 (CC MR index 1..4). Without --tdx,
 a file is taken as TDX only where its bytes say so: a padded log area, or a
-TDVF Spec ID header (index 1, SHA-384 only).`
+TDVF Spec ID header (index 1, SHA-384 only).
+
+With --ima, FILE is the kernel's IMA measurement list
+(ima/binary_runtime_measurements), and the output is {"entries": N,
+"registers": {"PCR10": {"sha1": "<hex>", "sha256": "<hex>"}}}: the SHA-1
+bank extends each template hash, the SHA-256 bank the SHA-256 digest of the
+template data (in a per-bank list of SHA-256 template hashes, the other way
+round), and a violation (an all-zero template hash) extends all ones.`
 
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("replay", replaySynopsis)
 	fs.SetOutput(stderr)
 	tdx := fs.Bool("tdx", false, "read FILE as a TDX CCEL log area: registers are RTMR0..3 by CC MR index 1..4")
+	imaList := fs.Bool("ima", false, "read FILE as the kernel's IMA measurement list (binary_runtime_measurements)")
+	imaHash := fs.String("ima-hash", "", imaHashUsage)
 	files, err := parseArgs(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -45,6 +55,13 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "eventlog-server replay: want one FILE, got %d arguments\n", len(files))
 		fs.Usage()
 		return 2
+	}
+	if *imaList || *imaHash != "" {
+		if !*imaList || *tdx {
+			fmt.Fprintln(stderr, "eventlog-server replay: --ima and --tdx do not go together; --ima-hash goes with --ima")
+			return 2
+		}
+		return replayIMA(files[0], *imaHash, stdout, stderr)
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "eventlog-server replay: %v\n", err)

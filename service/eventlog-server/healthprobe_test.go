@@ -67,7 +67,7 @@ func TestGRPCHealthProbeAgainstTheServer(t *testing.T) {
 	wantProbe(t, []string{"-addr=unix:" + s.socket, "-tls=false"}, probeServing)
 
 	// A server with no working source is NOT_SERVING: unhealthy.
-	down := startServer(t, "EVENTLOG_HWSOURCE=host", "EVENTLOG_ROOT="+t.TempDir())
+	down := startUnhealthyServer(t, "EVENTLOG_HWSOURCE=host", "EVENTLOG_ROOT="+t.TempDir())
 	wantProbe(t, []string{"-addr=unix://" + down.socket}, probeUnhealthy, `service unhealthy (responded with "NOT_SERVING")`)
 }
 

@@ -17,6 +17,8 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
+	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 	"github.com/ccnp-eventlog/ccnp-eventlog/service"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
@@ -32,7 +34,8 @@ type serveConfig struct {
 	outputDir  string
 	hwsource   string
 	root       string
-	limits     service.DirLimits
+	limits     outdir.Limits
+	maxInline  int64
 	drain      time.Duration
 	logLevel   string
 	logFormat  string
@@ -53,12 +56,6 @@ type serveConfig struct {
 // caps are fitted to the file limit.
 const spareFiles = 256
 
-// crashPointEnv names the environment variable that makes the server kill
-// itself at a point of recording a container-level event, for the e2e
-// crash-recovery specs only; see service.RuntimeOptions.CrashPoint. It is
-// not a flag, so that --help does not offer it.
-const crashPointEnv = "EVENTLOG_TEST_CRASH_POINT"
-
 func runServe(args []string) int {
 	fs := newFlagSet("serve", "eventlog-server [serve] [flags]")
 	var c serveConfig
@@ -71,6 +68,7 @@ func runServe(args []string) int {
 	fs.DurationVar(&c.limits.MaxAge, "max-file-age", time.Hour, "a file not handed out for this long is removed")
 	fs.DurationVar(&c.limits.MinLifetime, "min-file-lifetime", 5*time.Minute, "a returned path stays readable at least this long, even when the directory is full")
 	fs.BoolVar(&c.zeroBased, "zero-based-start", false, "count start_position as the events to skip, as the upstream CCNP server did (start 2 returns events from the third on), for clients written against it; by default it is the number of the first event returned (0 and 1 both the first)")
+	fs.Int64Var(&c.maxInline, "max-inline-bytes", service.DefaultMaxInlineBytes, "largest reply sent inline (GetEventlogRequest.inline), held whole in memory; a larger one is refused with RESOURCE_EXHAUSTED (ask for a file instead)")
 	fs.DurationVar(&c.drain, "drain-timeout", 10*time.Second, "on SIGTERM, how long in-flight requests may take to finish")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
@@ -102,7 +100,6 @@ func runServe(args []string) int {
 		return 2
 	}
 	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
-	c.runtime.CrashPoint = os.Getenv(crashPointEnv)
 	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
@@ -187,6 +184,9 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
+	if srcs, err = withCrashPoint(srcs, os.Getenv(crashPointEnv), logger); err != nil {
+		return err
+	}
 	if c.runtime.StateDir != "" {
 		rt, err := containerRuntime(c)
 		if err != nil {
@@ -197,7 +197,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
 	if err != nil {
 		return err
 	}
@@ -206,11 +206,11 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	lis, err := service.ListenUnix(c.socket, os.FileMode(mode))
+	lis, err := unixsock.Listen(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
 	}
-	defer os.Remove(c.socket)
+	defer lis.Close() // and the socket with it, if it is still this server's
 	g, hs := svc.NewGRPCServer(c.connOpts.ServerOptions()...)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/dirfd"
 )
 
 // The stage subcommand runs as the DaemonSet's init container. The kernel
@@ -225,23 +226,24 @@ func copyFile(src, dst string, opts stageOptions) (int64, error) {
 // changing its mode would take CAP_FOWNER, which the init container does not
 // have; a directory already set up by an earlier run is left as it is.
 func ownDir(dir string, uid, gid int) error {
-	if err := os.MkdirAll(dir, ownedDirMode); err != nil {
+	// Through a descriptor, a symbolic link in its place refused: a path
+	// could be swapped between the check and the chown.
+	f, err := dirfd.Open(dir, ownedDirMode)
+	if err != nil {
 		return fmt.Errorf("cannot create %s: %w", dir, err)
 	}
-	fi, err := os.Stat(dir)
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("cannot stat %s: %w", dir, unwrapPath(err))
 	}
-	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a directory (%s)", dir, fi.Mode().Type())
-	}
 	if fi.Mode().Perm() != ownedDirMode {
-		if err := os.Chmod(dir, ownedDirMode); err != nil {
+		if err := f.Chmod(ownedDirMode); err != nil {
 			return fmt.Errorf("cannot set mode %04o on %s: %w", ownedDirMode, dir, unwrapPath(err))
 		}
 	}
 	if curUID, curGID, ok := fileOwner(fi); !ok || (uid != -1 && curUID != uid) || (gid != -1 && curGID != gid) {
-		if err := os.Chown(dir, uid, gid); err != nil {
+		if err := f.Chown(uid, gid); err != nil {
 			return fmt.Errorf("cannot give %s to %d:%d: %w (stage needs CAP_CHOWN)", dir, uid, gid, unwrapPath(err))
 		}
 	}

@@ -11,6 +11,15 @@
 // (tdreport.bin). With --kernel 6.8 --serve it then serves the simulated
 // TD's /dev/tdx_guest on a Unix socket at DIR/dev/tdx_guest until it is
 // stopped (SIGINT, SIGTERM), as the real backend reads it on Linux 5.19-6.15.
+//
+// The tree also holds the kernel's IMA measurement list
+// (sys/kernel/security/ima/binary_runtime_measurements), its PCR 10 under
+// "ima" in expected-registers.json. A running kernel's list grows:
+//
+//	go run ./simulator/cmd/fakehost --out DIR --ima-append N
+//
+// appends N entries to the list of the tree at DIR, in place, and updates
+// its expected PCR 10; nothing else in the tree changes.
 package main
 
 import (
@@ -24,7 +33,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
@@ -52,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	areaSize := fs.Int("area-size", simulator.DefaultAreaSize, fmt.Sprintf("CCEL log area size in bytes (at most %d)", simulator.MaxAreaSize))
 	tdxLive := fs.Bool("tdx-live", true, "also write sys/class/misc/tdx_guest/measurements/{rtmr0..3,mrtd}:sha384 (without --kernel)")
 	kernelName := fs.String("kernel", "", "lay the TD out as a kernel generation shows it: 6.16 (sysfs measurements, which also extend), 6.8 (TDREPORTs from /dev/tdx_guest only: see --serve) or staged (the CCEL copies under run/firmware only); empty: --tdx-live decides")
+	imaEntries := fs.Int("ima-entries", simulator.DefaultIMAEntries, fmt.Sprintf("entries in the IMA measurement list (at most %d): a boot_aggregate, ima-ng file measurements and one violation", simulator.MaxIMAEntries))
+	imaAppend := fs.Int("ima-append", 0, "append this many entries to the IMA measurement list of the tree already at --out, and update its expected PCR 10; writes nothing else")
 	serve := fs.Bool("serve", false, "with --kernel 6.8: after writing the tree, serve the simulated TD's /dev/tdx_guest on a Unix socket at DIR/dev/tdx_guest until stopped")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -63,6 +73,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fakehost: --out DIR is required, and there are no arguments")
 		fs.Usage()
 		return 2
+	}
+
+	if *imaAppend != 0 {
+		if *serve || *kernelName != "" {
+			fmt.Fprintln(stderr, "fakehost: --ima-append changes an existing tree: no --serve or --kernel")
+			return 2
+		}
+		exp, err := simulator.AppendHostIMA(*out, *imaAppend)
+		if err != nil {
+			fmt.Fprintln(stderr, "fakehost:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "appended %d entries to %s: PCR10 now %v\n", *imaAppend, filepath.Join(*out, simulator.IMAListPath), exp.IMA["PCR10"])
+		return 0
 	}
 
 	var kernel simulator.Kernel
@@ -80,24 +104,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	exp, err := simulator.WriteHostTree(*out, simulator.HostConfig{
-		Seed:      *seed,
-		TDXEvents: *tdxEvents,
-		TPMEvents: *tpmEvents,
-		AreaSize:  *areaSize,
-		TDXLive:   *tdxLive,
-		Kernel:    kernel,
+		Seed:       *seed,
+		TDXEvents:  *tdxEvents,
+		TPMEvents:  *tpmEvents,
+		IMAEntries: *imaEntries,
+		AreaSize:   *areaSize,
+		TDXLive:    *tdxLive,
+		Kernel:     kernel,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "fakehost:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "wrote a simulated host (seed %d) to %s: TDX log of %d events in a %d-byte area, TPM log of %d events\n",
-		*seed, *out, *tdxEvents, *areaSize, *tpmEvents)
+	fmt.Fprintf(stdout, "wrote a simulated host (seed %d) to %s: TDX log of %d events in a %d-byte area, TPM log of %d events, IMA list of %d entries\n",
+		*seed, *out, *tdxEvents, *areaSize, *tpmEvents, *imaEntries)
 	fmt.Fprintf(stdout, "expected registers in %s:\n", filepath.Join(*out, simulator.ExpectedRegistersFile))
 	for _, cat := range []struct {
-		kind eventlog.Kind
-		regs map[string]map[string]string
-	}{{eventlog.TDX, exp.TDX}, {eventlog.TPM, exp.TPM}} {
+		label string
+		kind  eventlog.Kind
+		regs  map[string]map[string]string
+	}{{"tdx", eventlog.TDX, exp.TDX}, {"tpm", eventlog.TPM, exp.TPM}, {"ima", eventlog.TPM, exp.IMA}} {
 		var idx []uint32
 		for name := range cat.regs {
 			i, _ := cat.kind.RegisterIndex(name)
@@ -108,7 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for _, i := range idx {
 			names = append(names, cat.kind.RegisterName(i))
 		}
-		fmt.Fprintf(stdout, "  %s: %v\n", strings.ToLower(cat.kind.String()), names)
+		fmt.Fprintf(stdout, "  %s: %v\n", cat.label, names)
 	}
 	if kernel != "" {
 		fmt.Fprintf(stdout, "kernel profile %s\n", kernel)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	"github.com/ccnp-eventlog/ccnp-eventlog/simulator"
 )
@@ -93,5 +94,63 @@ func TestFakehostWithoutCgo(t *testing.T) {
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "built without cgo") {
 		t.Errorf("fakehost built without cgo: %v, stderr %q; want exit 1 saying it needs cgo", err, stderr.String())
+	}
+}
+
+// The tree's IMA list, and --ima-append growing it in place.
+func TestFakehostIMA(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--out", dir, "--seed", "4", "--ima-entries", "12"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "IMA list of 12 entries") || !strings.Contains(stdout.String(), "ima: [PCR10]") {
+		t.Errorf("output does not tell the IMA list:\n%s", stdout.String())
+	}
+	path := filepath.Join(dir, simulator.IMAListPath)
+	parse := func() *ima.List {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := ima.Parse(b, ima.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if l := parse(); l.Len() != 12 {
+		t.Fatalf("%d entries, want 12", l.Len())
+	}
+	stdout.Reset()
+	if code := run([]string{"--out", dir, "--ima-append", "3"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--ima-append: exit %d: %s", code, stderr.String())
+	}
+	l := parse()
+	exp, err := simulator.ReadExpectedRegisters(filepath.Join(dir, simulator.ExpectedRegistersFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := exp.IMABank()
+	got, _ := ima.Replay(l)
+	if l.Len() != 15 || !got.Equal(want) || !strings.Contains(stdout.String(), "appended 3 entries") {
+		t.Errorf("after --ima-append 3: %d entries, replay %v, expected %v; output %q", l.Len(), got, want, stdout.String())
+	}
+
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--out", t.TempDir(), "--ima-append", "2"}, 1, "expected-registers.json"},
+		{[]string{"--out", dir, "--ima-append", "-1"}, 1, "outside 1.."},
+		{[]string{"--out", dir, "--ima-append", "1", "--kernel", "6.16"}, 2, "no --serve or --kernel"},
+		{[]string{"--out", t.TempDir(), "--ima-entries", "-5"}, 1, "IMA entries is outside"},
+	} {
+		stderr.Reset()
+		if code := run(tt.args, &stdout, &stderr); code != tt.code || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("fakehost %q: exit %d, stderr %q; want exit %d saying %q", tt.args, code, stderr.String(), tt.code, tt.want)
+		}
 	}
 }

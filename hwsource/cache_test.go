@@ -1,4 +1,4 @@
-package service
+package hwsource_test
 
 import (
 	"context"
@@ -12,10 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/boundedread"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/corpus"
 )
 
@@ -28,7 +26,7 @@ type gatedSource struct {
 	reads atomic.Int32
 }
 
-func (g *gatedSource) ReadLog(ctx context.Context) (hwsource.RawLog, error) {
+func (g *gatedSource) ReadLog(ctx context.Context) (hwsource.Log, error) {
 	g.reads.Add(1)
 	<-g.gate // like a read(2) that does not return: ctx cannot cut it short
 	return g.Source.ReadLog(ctx)
@@ -50,8 +48,8 @@ func tpmTree(t *testing.T) (root, logPath string) {
 	return root, logPath
 }
 
-func newCache(src hwsource.Source, retry, readTimeout time.Duration) *logCache {
-	return &logCache{src: src, retry: retry, readTimeout: readTimeout}
+func newCache(src hwsource.Source, retry, readTimeout time.Duration) *hwsource.LogCache {
+	return hwsource.NewLogCache(src, hwsource.CacheOptions{Retry: retry, ReadTimeout: readTimeout})
 }
 
 // While a read is slow, requests wait for the one read in flight on their
@@ -70,7 +68,7 @@ func TestSlowSourceIsReadOnce(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			_, err := c.get(ctx)
+			_, err := c.Log(ctx)
 			if errors.Is(err, context.DeadlineExceeded) && time.Since(start) < 5*time.Second {
 				gaveUp.Add(1)
 			}
@@ -88,8 +86,8 @@ func TestSlowSourceIsReadOnce(t *testing.T) {
 	results := make(chan error, 10)
 	for range 10 {
 		go func() {
-			p, err := c.get(context.Background())
-			if err == nil && len(p.log.Events) == 0 {
+			p, err := c.Log(context.Background())
+			if err == nil && len(p.Parsed.Events) == 0 {
 				err = errors.New("no events")
 			}
 			results <- err
@@ -118,20 +116,17 @@ func TestHungSourceTimesOut(t *testing.T) {
 	c := newCache(src, 200*time.Millisecond, readTimeout)
 
 	start := time.Now()
-	_, err := c.get(context.Background())
+	_, err := c.Log(context.Background())
 	took := time.Since(start)
-	var timeout *sourceTimeoutError
+	var timeout *hwsource.TimeoutError
 	if !errors.As(err, &timeout) || took < readTimeout || took > readTimeout+5*time.Second {
-		t.Fatalf("after %s: %v, want a *sourceTimeoutError after %s", took, err, readTimeout)
-	}
-	if code := status.Code(toStatus(err)); code != codes.Unavailable {
-		t.Errorf("a hung source is %s, want Unavailable", code)
+		t.Fatalf("after %s: %v, want a *hwsource.TimeoutError after %s", took, err, readTimeout)
 	}
 	// Remembered, and past the retry still stuck: answered at once.
 	for _, after := range []time.Duration{0, 300 * time.Millisecond} {
 		time.Sleep(after)
 		start = time.Now()
-		if _, err := c.get(context.Background()); !errors.As(err, &timeout) || time.Since(start) > time.Second {
+		if _, err := c.Log(context.Background()); !errors.As(err, &timeout) || time.Since(start) > time.Second {
 			t.Errorf("%s later: %v after %s, want the timeout at once", after, err, time.Since(start))
 		}
 	}
@@ -154,7 +149,7 @@ func TestFailureRememberedUntilRetry(t *testing.T) {
 	c := newCache(src, retry, time.Minute)
 
 	ctx := context.Background()
-	_, first := c.get(ctx)
+	_, first := c.Log(ctx)
 	if !errors.Is(first, fs.ErrNotExist) {
 		t.Fatalf("no log: %v", first)
 	}
@@ -164,7 +159,7 @@ func TestFailureRememberedUntilRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 100 {
-		if _, err := c.get(ctx); err != first {
+		if _, err := c.Log(ctx); err != first {
 			if time.Since(failedAt) < retry {
 				t.Fatalf("within the retry interval: %v, want the remembered error", err)
 			}
@@ -175,7 +170,7 @@ func TestFailureRememberedUntilRetry(t *testing.T) {
 		t.Errorf("%d reads within the retry interval, want 1", n)
 	}
 	time.Sleep(time.Until(failedAt.Add(retry)))
-	if _, err := c.get(ctx); err != nil {
+	if _, err := c.Log(ctx); err != nil {
 		t.Fatalf("after the retry interval: %v", err)
 	}
 	if n := src.reads.Load(); n != 2 {
@@ -195,12 +190,38 @@ func TestFIFOAtLogPath(t *testing.T) {
 	}
 	c := newCache(hwsource.NewTPM(root), time.Minute, time.Minute)
 	start := time.Now()
-	_, err := c.get(context.Background())
+	_, err := c.Log(context.Background())
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("took %s", took)
 	}
-	st := status.Convert(toStatus(err))
-	if st.Code() != codes.FailedPrecondition || st.Message() != logPath+" is a named pipe, not a regular file" {
-		t.Errorf("%s %q", st.Code(), st.Message())
+	if !errors.As(err, new(*boundedread.FileTypeError)) || err.Error() != logPath+" is a named pipe, not a regular file" {
+		t.Errorf("%v, want a *boundedread.FileTypeError naming the path", err)
+	}
+}
+
+// Then runs once, in the read: callers get the log only after it returned.
+func TestThenRunsInTheRead(t *testing.T) {
+	root, _ := tpmTree(t)
+	var calls, done atomic.Int32
+	c := hwsource.NewLogCache(hwsource.NewTPM(root), hwsource.CacheOptions{Retry: time.Minute, ReadTimeout: time.Minute,
+		Then: func(ctx context.Context, l *hwsource.Log) {
+			calls.Add(1)
+			if _, ok := ctx.Deadline(); !ok || len(l.Parsed.Events) == 0 {
+				t.Errorf("Then got no deadline or no log")
+			}
+			time.Sleep(100 * time.Millisecond)
+			done.Add(1)
+		}})
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if _, err := c.Log(context.Background()); err != nil || done.Load() != 1 {
+				t.Errorf("Log returned (%v) before Then had", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("Then called %d times, want once", n)
 	}
 }

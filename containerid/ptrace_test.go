@@ -1,4 +1,4 @@
-package service
+package containerid
 
 import (
 	"errors"
@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/ccnp-eventlog/ccnp-eventlog/containerid"
 )
 
 // TestPIDNamespaceNeedsPtrace: a root server without CAP_SYS_PTRACE (the
@@ -29,7 +27,7 @@ func TestPIDNamespaceNeedsPtrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	id := &identifier{procRoot: "/proc"}
+	id := &Identifier{procRoot: "/proc"}
 	if _, err := id.pidNamespace(cmd.Process.Pid); err != nil {
 		t.Fatalf("with CAP_SYS_PTRACE: %v", err)
 	}
@@ -54,7 +52,7 @@ func TestPIDNamespaceNeedsPtrace(t *testing.T) {
 		}
 	}()
 	_, err := id.pidNamespace(cmd.Process.Pid)
-	if !errors.Is(err, containerid.ErrCannotCheck) || !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_SYS_PTRACE") {
+	if !errors.Is(err, ErrCannotCheck) || !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_SYS_PTRACE") {
 		t.Errorf("without CAP_SYS_PTRACE: %v, want the server's missing capability named", err)
 	}
 }
