@@ -123,8 +123,9 @@ e2e-down:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
 	$(GO) test -run '^$$' -bench InProcess ./service/
-	$(GO) test -run '^$$' -bench . -skip PeakRSS -benchtime 20000x ./service/eventlog-server/
-	$(GO) test -run '^$$' -bench PeakRSS -benchtime 1x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench . -skip 'PeakRSS|IMAAppend|IMAMemory' -benchtime 20000x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench IMAAppend -benchtime 300x ./service/eventlog-server/
+	$(GO) test -run '^$$' -bench 'PeakRSS|IMAMemory' -benchtime 1x ./service/eventlog-server/
 
 # -fuzzminimizetime: minimizing a large log-area input would otherwise hold a
 # worker for a minute.
@@ -133,6 +134,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseArea$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzCCELTable$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/ima/
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendPieces$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./eventlog/ima/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuote$$' -fuzztime $(FUZZTIME) ./tdxquote/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseReport$$' -fuzztime $(FUZZTIME) ./tdxquote/
 

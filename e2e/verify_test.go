@@ -26,7 +26,7 @@ const (
 // grpcurl does, and returns its table and exit status.
 func runVerify(ctx context.Context, srv Server, cat eventlogpb.CATEGORY) (string, int) {
 	GinkgoHelper()
-	stdout, stderr, code := runCommand(ctx, bin.Server, "verify", "--socket", srv.Socket(), "--category", map[eventlogpb.CATEGORY]string{tdx: "tdx", tpm: "tpm"}[cat])
+	stdout, stderr, code := runCommand(ctx, bin.Server, "verify", "--socket", srv.Socket(), "--category", map[eventlogpb.CATEGORY]string{tdx: "tdx", tpm: "tpm", imaCat: "ima"}[cat])
 	Expect(stderr).To(BeEmpty())
 	return stdout, code
 }

@@ -37,6 +37,13 @@ const (
 	CATEGORY_TDX_EVENTLOG CATEGORY = 0
 	// The TPM log, from securityfs.
 	CATEGORY_TPM_EVENTLOG CATEGORY = 1
+	// The kernel's IMA measurement list, from securityfs
+	// (ima/binary_runtime_measurements), extended into PCR 10: entries
+	// 1..N in list order. TCG_RAW is the kernel's binary format, the
+	// entries' bytes unchanged (it has no header); CCNP_JSON decodes each
+	// entry's template. The list grows while the node runs: each request
+	// sees the entries appended since the last.
+	CATEGORY_IMA_EVENTLOG CATEGORY = 2
 )
 
 // Enum value maps for CATEGORY.
@@ -44,10 +51,12 @@ var (
 	CATEGORY_name = map[int32]string{
 		0: "TDX_EVENTLOG",
 		1: "TPM_EVENTLOG",
+		2: "IMA_EVENTLOG",
 	}
 	CATEGORY_value = map[string]int32{
 		"TDX_EVENTLOG": 0,
 		"TPM_EVENTLOG": 1,
+		"IMA_EVENTLOG": 2,
 	}
 )
 
@@ -728,7 +737,8 @@ func (x *VerifyEventlogRequest) GetTdReport() []byte {
 
 type RegisterCheck struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "RTMR0", "PCR7".
+	// "RTMR0", "PCR7"; for the IMA list also "boot_aggregate": its first
+	// entry's digest (replayed) against the digest of live PCRs 0-9 (live).
 	Register string `protobuf:"bytes,1,opt,name=register,proto3" json:"register,omitempty"`
 	// The log's index: PCR number, or CC MR index (1 is RTMR0).
 	Index uint32 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
@@ -744,10 +754,16 @@ type RegisterCheck struct {
 	// Why, for anything but a plain match.
 	Note string `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
 	// Events extending this register whose data does not hash to their
-	// digest: the log was changed after it was measured.
+	// digest: the log was changed after it was measured. For the IMA list:
+	// entries whose template hash is not their template data's digest.
 	AlteredEvents []uint32 `protobuf:"varint,9,rep,packed,name=altered_events,json=alteredEvents,proto3" json:"altered_events,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// IMA list only: the first entry the live register does not include,
+	// where that can be told (the entries before it replay to the live
+	// value); 0 otherwise. A PCR holds one digest of the whole sequence,
+	// so a list that differs elsewhere cannot name its entry.
+	FirstUnmatchedEvent uint32 `protobuf:"varint,10,opt,name=first_unmatched_event,json=firstUnmatchedEvent,proto3" json:"first_unmatched_event,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *RegisterCheck) Reset() {
@@ -841,6 +857,13 @@ func (x *RegisterCheck) GetAlteredEvents() []uint32 {
 		return x.AlteredEvents
 	}
 	return nil
+}
+
+func (x *RegisterCheck) GetFirstUnmatchedEvent() uint32 {
+	if x != nil {
+		return x.FirstUnmatchedEvent
+	}
+	return 0
 }
 
 // A known firmware behaviour seen in the log or the registers, named rather
@@ -1079,7 +1102,7 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x0eeventlog_level\x18\x01 \x01(\x0e2\x06.LEVELR\reventlogLevel\x126\n" +
 	"\x11eventlog_category\x18\x02 \x01(\x0e2\t.CATEGORYR\x10eventlogCategory\x12\x19\n" +
 	"\btd_quote\x18\x03 \x01(\fR\atdQuote\x12\x1b\n" +
-	"\ttd_report\x18\x04 \x01(\fR\btdReport\"\x8c\x02\n" +
+	"\ttd_report\x18\x04 \x01(\fR\btdReport\"\xc0\x02\n" +
 	"\rRegisterCheck\x12\x1a\n" +
 	"\bregister\x18\x01 \x01(\tR\bregister\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\rR\x05index\x12\x1c\n" +
@@ -1089,7 +1112,9 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x06status\x18\x06 \x01(\x0e2\x10.REGISTER_STATUSR\x06status\x12\x16\n" +
 	"\x06events\x18\a \x01(\rR\x06events\x12\x12\n" +
 	"\x04note\x18\b \x01(\tR\x04note\x12%\n" +
-	"\x0ealtered_events\x18\t \x03(\rR\ralteredEvents\"q\n" +
+	"\x0ealtered_events\x18\t \x03(\rR\ralteredEvents\x122\n" +
+	"\x15first_unmatched_event\x18\n" +
+	" \x01(\rR\x13firstUnmatchedEvent\"q\n" +
 	"\x05Quirk\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bregister\x18\x02 \x01(\tR\bregister\x12\x16\n" +
@@ -1105,10 +1130,11 @@ const file_proto_eventlog_proto_rawDesc = "" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x12\x1c\n" +
 	"\tsimulated\x18\a \x01(\bR\tsimulated\x12!\n" +
 	"\ftotal_events\x18\b \x01(\rR\vtotalEvents\x12\x12\n" +
-	"\x04mrtd\x18\t \x01(\tR\x04mrtd*.\n" +
+	"\x04mrtd\x18\t \x01(\tR\x04mrtd*@\n" +
 	"\bCATEGORY\x12\x10\n" +
 	"\fTDX_EVENTLOG\x10\x00\x12\x10\n" +
-	"\fTPM_EVENTLOG\x10\x01*\x1b\n" +
+	"\fTPM_EVENTLOG\x10\x01\x12\x10\n" +
+	"\fIMA_EVENTLOG\x10\x02*\x1b\n" +
 	"\x05LEVEL\x12\b\n" +
 	"\x04PAAS\x10\x00\x12\b\n" +
 	"\x04SAAS\x10\x01*$\n" +

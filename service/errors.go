@@ -38,6 +38,12 @@ func (e *noSourceError) Error() string {
 	return fmt.Sprintf("this server has no %s source (its start-up log says why)", e.cat)
 }
 
+// preconditionError is a request the node cannot answer, whatever the
+// caller does (the IMA list carries no container).
+type preconditionError struct{ msg string }
+
+func (e *preconditionError) Error() string { return e.msg }
+
 // errCannotReplay is wrapped when a log cannot be replayed to compare it with
 // the registers: it uses an algorithm this server cannot compute.
 var errCannotReplay = errors.New("cannot replay the log")
@@ -99,6 +105,7 @@ func toStatus(err error) error {
 	var (
 		reqErr      *requestError
 		noSourceErr *noSourceError
+		condErr     *preconditionError
 		limitErr    *limitError
 		keyErr      *keyConflictError
 		identityErr *identityError
@@ -124,7 +131,7 @@ func toStatus(err error) error {
 	case errors.As(err, &reqErr), errors.As(err, &quoteErr):
 		// A quote or TDREPORT that cannot be read came in the request.
 		code = codes.InvalidArgument
-	case errors.As(err, &noSourceErr), errors.Is(err, errCannotReplay):
+	case errors.As(err, &noSourceErr), errors.As(err, &condErr), errors.Is(err, errCannotReplay):
 		code = codes.FailedPrecondition
 	case errors.As(err, &limitErr), errors.As(err, &rtLimitErr):
 		code = codes.ResourceExhausted

@@ -97,11 +97,18 @@ func (s *Service) reply(req *eventlogpb.GetEventlogRequest, l served, to destina
 	if err != nil {
 		return nil, err
 	}
+	first, last := span(events)
+	return s.deliver(req, l.gen, first, last, to, func() rendered { return render(l, events, req.Format) })
+}
+
+// deliver answers req with the events first..last of a log at generation
+// gen, rendered by render: inline, or in a file at to, handed out again
+// while the same request would get the same content.
+func (s *Service) deliver(req *eventlogpb.GetEventlogRequest, gen uint64, first, last int, to destination, render func() rendered) (*eventlogpb.GetEventlogReply, error) {
 	if req.Inline {
-		return s.inline(render(l, events, req.Format))
+		return s.inline(render())
 	}
-	key := replyKey{level: req.EventlogLevel, category: req.EventlogCategory, format: req.Format, gen: l.gen, sub: to.sub}
-	key.first, key.last = span(events)
+	key := replyKey{level: req.EventlogLevel, category: req.EventlogCategory, format: req.Format, gen: gen, sub: to.sub, first: first, last: last}
 	if to.owner != nil {
 		key.owner = *to.owner
 	}
@@ -110,7 +117,7 @@ func (s *Service) reply(req *eventlogpb.GetEventlogRequest, l served, to destina
 			return withPath(c.reply, path), nil
 		}
 	}
-	r := render(l, events, req.Format)
+	r := render()
 	st, err := to.dir.Put(outdir.File{Sub: to.sub, Owner: to.owner, Label: r.label, Ext: r.ext, Size: r.size, Write: r.write})
 	if err != nil {
 		return nil, err

@@ -69,6 +69,9 @@ func (s *Service) recordEvent(ctx context.Context, req *eventlogpb.RecordEventRe
 	if err := validateCategory(req.EventlogCategory); err != nil {
 		return nil, err
 	}
+	if req.EventlogCategory == imaCategory {
+		return nil, errRecordIMA
+	}
 	typ := eventlog.EventType(req.EventType)
 	if typ == 0 {
 		typ = eventlog.EvEventTag

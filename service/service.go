@@ -51,6 +51,9 @@ type Options struct {
 	// (and answered with) before the source is read again (--health-retry);
 	// zero is DefaultSourceRetry.
 	SourceRetry time.Duration
+	// IMA is the kernel's IMA measurement list (ima.go); nil: the IMA
+	// category answers FAILED_PRECONDITION.
+	IMA *hwsource.IMAList
 }
 
 // DefaultSourceRetry is Options.SourceRetry's default, --health-retry's.
@@ -84,6 +87,8 @@ type Service struct {
 	keyLocks [64]sync.Mutex
 
 	zeroBasedStart bool // Options.ZeroBasedStart
+
+	ima *hwsource.IMAList // Options.IMA (ima.go)
 }
 
 // DefaultMaxInlineBytes is the default bound of an inline reply's content:
@@ -101,7 +106,7 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 		return nil, err
 	}
 	s := &Service{logs: map[eventlogpb.CATEGORY]*category{}, out: out, log: opts.Logger, rtOpts: opts.Runtime, zeroBasedStart: opts.ZeroBasedStart,
-		maxInline: cmp.Or(opts.MaxInlineBytes, DefaultMaxInlineBytes)}
+		maxInline: cmp.Or(opts.MaxInlineBytes, DefaultMaxInlineBytes), ima: opts.IMA}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -158,6 +163,9 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 	if err := validate(req); err != nil {
 		return nil, err
 	}
+	if req.EventlogCategory == imaCategory {
+		return s.getIMA(ctx, req)
+	}
 	if req.EventlogLevel == eventlogpb.LEVEL_SAAS {
 		return s.getContainerEventlog(ctx, req)
 	}
@@ -173,7 +181,7 @@ func (s *Service) getEventlog(ctx context.Context, req *eventlogpb.GetEventlogRe
 		destination{dir: s.out})
 }
 
-// categoryName names a category in file names: "tdx", "tpm".
+// categoryName names a category in file names: "tdx", "tpm", "ima".
 func categoryName(c eventlogpb.CATEGORY) string {
 	return strings.ToLower(strings.TrimSuffix(c.String(), "_EVENTLOG"))
 }
@@ -211,7 +219,7 @@ func validateLevel(l eventlogpb.LEVEL) error {
 
 func validateCategory(c eventlogpb.CATEGORY) error {
 	if _, ok := eventlogpb.CATEGORY_name[int32(c)]; !ok {
-		return invalidRequest("unknown eventlog_category %d: use 0 (TDX_EVENTLOG) or 1 (TPM_EVENTLOG)", c)
+		return invalidRequest("unknown eventlog_category %d: use 0 (TDX_EVENTLOG), 1 (TPM_EVENTLOG) or 2 (IMA_EVENTLOG)", c)
 	}
 	return nil
 }
@@ -222,7 +230,12 @@ func validateCategory(c eventlogpb.CATEGORY) error {
 // holds back neither the others nor health. Each result is logged when it
 // comes.
 func (s *Service) Check(ctx context.Context) bool {
-	results := make(chan bool, len(s.logs))
+	results := make(chan bool, len(s.logs)+1)
+	sources := len(s.logs)
+	if s.ima != nil {
+		sources++
+		go func() { results <- s.checkIMA(ctx) }()
+	}
 	for cat, c := range s.logs {
 		go func() {
 			p, err := c.platform(ctx)
@@ -235,7 +248,7 @@ func (s *Service) Check(ctx context.Context) bool {
 			results <- true
 		}()
 	}
-	for range s.logs {
+	for range sources {
 		if <-results {
 			return true
 		}

@@ -34,6 +34,9 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 	if req.EventlogLevel != eventlogpb.LEVEL_PAAS {
 		return nil, invalidRequest("verify compares the platform (PAAS) log with the registers; a container's own events explain only part of a register")
 	}
+	if req.EventlogCategory == imaCategory {
+		return s.verifyIMA(ctx)
+	}
 	cache, err := s.logFor(req.EventlogCategory)
 	if err != nil {
 		return nil, err
@@ -77,14 +80,15 @@ func VerifyReply(report *verify.Report) *eventlogpb.VerifyEventlogReply {
 	}
 	for _, r := range report.Registers {
 		check := &eventlogpb.RegisterCheck{
-			Register:  r.Name,
-			Index:     r.Index,
-			Algorithm: r.Alg.String(),
-			Replayed:  hex.EncodeToString(r.Replayed),
-			Live:      hex.EncodeToString(r.Live),
-			Status:    registerStatus[r.Status],
-			Events:    uint32(r.Events),
-			Note:      r.Note,
+			Register:            r.Name,
+			Index:               r.Index,
+			Algorithm:           r.Alg.String(),
+			Replayed:            hex.EncodeToString(r.Replayed),
+			Live:                hex.EncodeToString(r.Live),
+			Status:              registerStatus[r.Status],
+			Events:              uint32(r.Events),
+			Note:                r.Note,
+			FirstUnmatchedEvent: uint32(r.FirstUnmatched),
 		}
 		for _, n := range r.Altered {
 			check.AlteredEvents = append(check.AlteredEvents, uint32(n))

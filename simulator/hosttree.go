@@ -7,8 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
@@ -223,7 +227,10 @@ func expectedIMA(list []byte, live eventlog.Bank) (map[string]map[string]string,
 // tree at dir, as a running kernel would: the list file grows in place, so
 // a reader holding it open reads the new entries on from where it was, and
 // PCR 10 in the tree's expected registers (which a tree's TPM would hold)
-// becomes the grown list's replay. It returns the new expected registers.
+// becomes the grown list's replay. When the tree's TPM is served
+// (ServeHostTPM), the entries are then extended into its PCR 10, in the
+// kernel's order: logged first, extended after. It returns the new expected
+// registers.
 func AppendHostIMA(dir string, n int) (*ExpectedRegisters, error) {
 	expPath := filepath.Join(dir, ExpectedRegistersFile)
 	exp, err := ReadExpectedRegisters(expPath)
@@ -248,6 +255,9 @@ func AppendHostIMA(dir string, n int) (*ExpectedRegisters, error) {
 		err = cerr
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := extendHostTPM(dir, added); err != nil {
 		return nil, err
 	}
 	exp.IMA = after
@@ -315,4 +325,83 @@ func ReadExpectedRegisters(path string) (*ExpectedRegisters, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &e, nil
+}
+
+// ServeHostTPM starts the simulated TPM of the tree WriteHostTree(dir, cfg)
+// wrote (the same seed, events and IMA entries give the same PCRs) and
+// listens for its commands at dir/dev/tpmrm0, where the real TPM backend
+// reaches a TPM over a socket: the tree then has live PCRs, PCR 10 the IMA
+// list's. Serve the TPM on the listener, and close both when done. It fails
+// when the tree's IMA list has grown since it was written (its TPM cannot
+// be rebuilt), or when another simulated TPM is open in the process.
+func ServeHostTPM(dir string, cfg HostConfig) (*TPM, net.Listener, error) {
+	exp, err := ReadExpectedRegisters(filepath.Join(dir, ExpectedRegistersFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	tpm, err := NewTPM(TPMConfig{Seed: cfg.Seed, Events: cfg.TPMEvents, IMAEntries: cfg.IMAEntries})
+	if err != nil {
+		return nil, nil, err
+	}
+	pcrs, err := tpm.Registers(context.Background())
+	if err == nil {
+		var want eventlog.Bank
+		if want, err = exp.IMABank(); err == nil {
+			for alg, regs := range want {
+				for idx, v := range regs {
+					if got := pcrs.Get(alg, idx); !bytes.Equal(got, v) {
+						err = fmt.Errorf("the tree at %s expects %s %s %x, its rebuilt TPM holds %x: was its IMA list appended to, or written with other settings?", dir, eventlog.TPM.RegisterName(idx), alg, v, got)
+					}
+				}
+			}
+		}
+	}
+	if err != nil {
+		tpm.Close()
+		return nil, nil, err
+	}
+	path := filepath.Join(dir, hwsource.TPMDevicePath)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tpm.Close()
+		return nil, nil, err
+	}
+	os.Remove(path) // a socket left by an earlier run
+	l, err := net.Listen("unix", path)
+	if err == nil {
+		// Anyone may ask, as a server of any uid reads the tree.
+		err = os.Chmod(path, 0o666)
+	}
+	if err != nil {
+		tpm.Close()
+		return nil, nil, err
+	}
+	return tpm, l, nil
+}
+
+// extendHostTPM extends the IMA entries added to the tree's list into PCR
+// 10 of the tree's TPM, if one is served at dir/dev/tpmrm0.
+func extendHostTPM(dir string, added []byte) error {
+	path := filepath.Join(dir, hwsource.TPMDevicePath)
+	if fi, err := os.Lstat(path); err != nil || fi.Mode().Type() != fs.ModeSocket {
+		return nil // no TPM: the expected registers say what it would hold
+	}
+	l, err := ima.Parse(added, ima.Options{Order: imaOrder})
+	if err != nil {
+		return err
+	}
+	t, err := linuxudstpm.Open(path)
+	if err != nil {
+		return fmt.Errorf("the tree's TPM at %s: %w", path, err)
+	}
+	defer t.Close()
+	for e := range l.All() {
+		ds, err := ima.Digests(e, l.HashAlg, tpmAlgs)
+		if err == nil {
+			err = hwsource.ExtendPCR(t, e.PCR, ds)
+		}
+		if err != nil {
+			return fmt.Errorf("the tree's TPM at %s: extend IMA entry into PCR%d: %w (the list was appended to: the tree no longer agrees with its TPM)", path, e.PCR, err)
+		}
+	}
+	return nil
 }

@@ -18,8 +18,8 @@ import (
 )
 
 // IMAListPath is where the kernel shows its IMA measurement list, under
-// securityfs, relative to the host's root.
-const IMAListPath = "sys/kernel/security/ima/binary_runtime_measurements"
+// securityfs, relative to the host's root: where the real backend reads it.
+const IMAListPath = hwsource.IMAListPath
 
 // Defaults and limits of the simulated IMA measurement list.
 const (

@@ -55,6 +55,9 @@ type Register struct {
 	// Altered lists the events extending this register whose data does not
 	// hash to their digest: the log was changed after the measurement.
 	Altered []int
+	// FirstUnmatched, for an IMA list, is the first entry the live value
+	// does not include, where that can be told (CheckIMA); 0 otherwise.
+	FirstUnmatched int
 }
 
 // Quirk is a known firmware behaviour seen in the log or the registers.

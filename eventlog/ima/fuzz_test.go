@@ -87,3 +87,63 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzAppendPieces feeds a list to a Parser in many pieces, of the sizes
+// cuts gives (as reads of a growing securityfs file return them), taking a
+// List after each: the entries are those of one parse of the whole, and
+// every List taken on the way stays the prefix it was, whatever was
+// appended after it (the service hands Lists to requests while the parser
+// goes on).
+func FuzzAppendPieces(f *testing.F) {
+	f.Add(ngList(f, binary.LittleEndian, 12), []byte{1, 7, 33, 0, 200, 3})
+	f.Add(ngList(f, binary.BigEndian, 5), []byte{13})
+	b, err := os.ReadFile(filepath.Join("testdata", "handmade", "mixed-le.bin"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b, []byte{64, 64, 1, 1, 255})
+	f.Fuzz(func(t *testing.T, b []byte, cuts []byte) {
+		whole, wholeErr := ima.Parse(b, ima.Options{})
+		p, _ := ima.NewParser(ima.Options{})
+		type taken struct {
+			l   *ima.List
+			raw []byte
+		}
+		var lists []taken
+		var err error
+		for pos, i := 0, 0; pos < len(b); i++ {
+			n := len(b) - pos
+			if len(cuts) > 0 {
+				n = min(int(cuts[i%len(cuts)])+1, n)
+			}
+			if _, err = p.Append(bytes.Clone(b[pos : pos+n])); err != nil {
+				break
+			}
+			pos += n
+			l := p.List()
+			lists = append(lists, taken{l, ima.AppendRaw(nil, all(l))})
+		}
+		if (err == nil) != (wholeErr == nil) {
+			t.Fatalf("in pieces: %v; whole: %v", err, wholeErr)
+		}
+		if err != nil {
+			var fe, wfe *ima.FormatError
+			if !errors.As(err, &fe) || !errors.As(wholeErr, &wfe) || fe.Entry != wfe.Entry || fe.Offset != wfe.Offset {
+				t.Fatalf("in pieces: %v; whole: %v", err, wholeErr)
+			}
+			return
+		}
+		got := p.List()
+		if !bytes.Equal(ima.AppendRaw(nil, all(got)), ima.AppendRaw(nil, all(whole))) || got.Len() != whole.Len() || got.Pending != whole.Pending {
+			t.Fatalf("in pieces: %d entries, %d pending; whole: %d, %d", got.Len(), got.Pending, whole.Len(), whole.Pending)
+		}
+		for i, tk := range lists {
+			if !bytes.Equal(ima.AppendRaw(nil, all(tk.l)), tk.raw) {
+				t.Fatalf("the List taken after piece %d changed", i+1)
+			}
+			if !bytes.HasPrefix(b, tk.raw) {
+				t.Fatalf("the List taken after piece %d is not a prefix of the list", i+1)
+			}
+		}
+	})
+}

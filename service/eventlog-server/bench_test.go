@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchServerEnv) == "1" {
 		os.Exit(dispatch([]string{"serve"}))
 	}
+	if socket := os.Getenv(floorServerEnv); socket != "" {
+		os.Exit(serveFloor(socket))
+	}
 	// The test binary linked as grpc_health_probe is the server's binary
 	// run under that name (healthprobe_test.go).
 	if filepath.Base(os.Args[0]) == grpcHealthProbeName {

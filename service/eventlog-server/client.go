@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
+	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
 )
@@ -41,7 +42,7 @@ type clientFlags struct {
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.socket, "socket", defaultSocket, "Unix socket of the server")
 	fs.StringVar(&c.level, "level", "paas", "paas (the platform's log) or saas (the calling container's)")
-	fs.StringVar(&c.category, "category", "tdx", "tdx (RTMR log from CCEL) or tpm")
+	fs.StringVar(&c.category, "category", "tdx", "tdx (RTMR log from CCEL), tpm, or ima (the kernel's IMA measurement list)")
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "how long to wait for the server")
 }
 
@@ -52,7 +53,7 @@ func (c *clientFlags) parse() (eventlogpb.LEVEL, eventlogpb.CATEGORY, error) {
 	}
 	cat, ok := parseEnum(c.category, eventlogpb.CATEGORY_value, "_EVENTLOG")
 	if !ok {
-		return 0, 0, fmt.Errorf("--category must be tdx or tpm, not %q", c.category)
+		return 0, 0, fmt.Errorf("--category must be tdx, tpm or ima, not %q", c.category)
 	}
 	return eventlogpb.LEVEL(level), eventlogpb.CATEGORY(cat), nil
 }
@@ -173,6 +174,9 @@ func printEvents(w io.Writer, reply *eventlogpb.GetEventlogReply, cat eventlogpb
 		}
 		where = reply.EventlogDataLoc
 	}
+	if cat == eventlogpb.CATEGORY_IMA_EVENTLOG {
+		return printIMAEntries(w, reply, b, where, output)
+	}
 	l, err := eventlog.Parse(b)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "get: %s: %v\n", where, err)
@@ -290,7 +294,11 @@ func verifyStatus(r *eventlogpb.VerifyEventlogReply) int {
 }
 
 func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEventlogReply, evidence bool) {
-	fmt.Fprintf(w, "%s log: %s, %d events\n", kindOf(cat), r.Source, r.TotalEvents)
+	if cat == eventlogpb.CATEGORY_IMA_EVENTLOG {
+		fmt.Fprintf(w, "IMA measurement list: %s, %d entries\n", r.Source, r.TotalEvents)
+	} else {
+		fmt.Fprintf(w, "%s log: %s, %d events\n", kindOf(cat), r.Source, r.TotalEvents)
+	}
 	if evidence {
 		fmt.Fprintf(w, "registers: %s\n", r.LiveFrom)
 	} else if r.LiveError != "" {
@@ -316,6 +324,9 @@ func printVerify(w io.Writer, cat eventlogpb.CATEGORY, r *eventlogpb.VerifyEvent
 	for _, reg := range r.Registers {
 		if reg.Status == eventlogpb.REGISTER_STATUS_MISMATCH {
 			fmt.Fprintf(w, "%s %s: %s\n", reg.Register, reg.Algorithm, reg.Note)
+		}
+		if reg.FirstUnmatchedEvent != 0 {
+			fmt.Fprintf(w, "%s %s: first entry not in the register: %d\n", reg.Register, reg.Algorithm, reg.FirstUnmatchedEvent)
 		}
 	}
 	if r.Mrtd != "" {
@@ -349,4 +360,34 @@ func shortHex(h string) string {
 		return h
 	}
 	return h[:keep] + "…" + h[len(h)-keep:]
+}
+
+// printIMAEntries decodes the IMA entries the server returned (the kernel's
+// binary format) and prints them.
+func printIMAEntries(w io.Writer, reply *eventlogpb.GetEventlogReply, b []byte, where, output string) int {
+	l, err := ima.Parse(b, ima.Options{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "get: %s: %v\n", where, err)
+		return 1
+	}
+	entries, _ := l.Slice(0, 0) // all of them: cannot fail
+	if output == "json" {
+		w.Write(ima.AppendCCNPJSON(nil, l, entries))
+		return 0
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENTRY\tPCR\tTEMPLATE\tTEMPLATE HASH\tFIELDS")
+	for e := range l.All() {
+		var fields []string
+		if fs, ok := e.Fields(l.Order); ok {
+			for _, f := range fs {
+				fields = append(fields, f.String())
+			}
+		}
+		// The file is a list of its own, numbered from 1.
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", e.Num+int(reply.FirstEvent)-1, e.PCR, e.TemplateName, shortHex(hex.EncodeToString(e.TemplateHash)), strings.Join(fields, " "))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d of %d entries, from %s\n", reply.EventCount, reply.TotalEvents, reply.Source)
+	return 0
 }

@@ -49,6 +49,7 @@ type serveConfig struct {
 	zeroBased  bool
 	conns      connlimit.Limits
 	connOpts   service.ConnOptions
+	ima        hwsource.IMAOptions
 }
 
 // spareFiles are the file descriptors kept for the server's own files
@@ -76,6 +77,7 @@ func runServe(args []string) int {
 	fs.IntVar(&c.conns.Total, "max-conns", 1024, "most connections all uids may hold open together (the server's own uid, which its probes run as, may hold its --max-conns-per-uid past it)")
 	fs.DurationVar(&c.connOpts.IdleTimeout, "conn-idle-timeout", service.DefaultConnOptions.IdleTimeout, "a connection with no request in flight for this long is closed (clients reconnect when they next call)")
 	fs.DurationVar(&c.connOpts.HandshakeTimeout, "handshake-timeout", service.DefaultConnOptions.HandshakeTimeout, "a connection that has not begun HTTP/2 within this long is closed")
+	fs.Int64Var(&c.ima.MaxBytes, "ima-max-bytes", hwsource.DefaultIMAMaxBytes, "most bytes of the kernel's IMA measurement list the server holds (in memory, with 112 bytes per entry); a longer list is refused with FAILED_PRECONDITION rather than served without its new entries")
 	fs.DurationVar(&c.healthWait, "health-retry", 10*time.Second, "how often a source that failed is read again (until then, requests get its error from memory)")
 	seed := fs.Int64("sim-seed", 1, "simulated hardware: seed of the synthetic logs")
 	fs.IntVar(&c.simTDX.Events, "sim-tdx-events", simulator.DefaultTDXEvents, "simulated hardware: events in the TDX log")
@@ -159,6 +161,18 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 	return nil, nil, fmt.Errorf("--hwsource must be host or simulated, not %q", c.hwsource)
 }
 
+// imaSource is the kernel's IMA measurement list: the host's, under
+// --root, or the simulated TPM's kernel's; nil without a simulated TPM.
+func imaSource(c serveConfig, srcs map[eventlogpb.CATEGORY]hwsource.Source) *hwsource.IMAList {
+	if c.hwsource == "host" {
+		return hwsource.NewIMA(c.root, c.ima)
+	}
+	if tpm, ok := srcs[eventlogpb.CATEGORY_TPM_EVENTLOG].(*simulator.TPM); ok {
+		return hwsource.NewIMABytes("simulated IMA measurement list (the simulated TPM's kernel, PCR 10)", tpm.IMAList, true, c.ima)
+	}
+	return nil
+}
+
 // containerRuntime is the CRI client --cri-socket names, or finds; nil
 // when there is none.
 func containerRuntime(c serveConfig) (*cri.Client, error) {
@@ -184,6 +198,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer closeSources()
+	imaList := imaSource(c, srcs)
 	if srcs, err = withCrashPoint(srcs, os.Getenv(crashPointEnv), logger); err != nil {
 		return err
 	}
@@ -197,7 +212,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait, IMA: imaList})
 	if err != nil {
 		return err
 	}

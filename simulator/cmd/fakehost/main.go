@@ -20,6 +20,12 @@
 //
 // appends N entries to the list of the tree at DIR, in place, and updates
 // its expected PCR 10; nothing else in the tree changes.
+//
+// With --serve-tpm it serves the simulated TPM (the same seed: the same
+// PCRs) on a Unix socket at DIR/dev/tpmrm0 until stopped, where the real
+// TPM backend reaches a TPM over a socket: the tree then has live PCRs, and
+// --ima-append, run meanwhile, extends the entries it appends into PCR 10,
+// as the kernel does.
 package main
 
 import (
@@ -62,6 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	kernelName := fs.String("kernel", "", "lay the TD out as a kernel generation shows it: 6.16 (sysfs measurements, which also extend), 6.8 (TDREPORTs from /dev/tdx_guest only: see --serve) or staged (the CCEL copies under run/firmware only); empty: --tdx-live decides")
 	imaEntries := fs.Int("ima-entries", simulator.DefaultIMAEntries, fmt.Sprintf("entries in the IMA measurement list (at most %d): a boot_aggregate, ima-ng file measurements and one violation", simulator.MaxIMAEntries))
 	imaAppend := fs.Int("ima-append", 0, "append this many entries to the IMA measurement list of the tree already at --out, and update its expected PCR 10; writes nothing else")
+	serveTPM := fs.Bool("serve-tpm", false, "after writing the tree, serve its simulated TPM at DIR/dev/tpmrm0 until stopped: live PCRs for the TPM log and the IMA list, which --ima-append then extends")
 	serve := fs.Bool("serve", false, "with --kernel 6.8: after writing the tree, serve the simulated TD's /dev/tdx_guest on a Unix socket at DIR/dev/tdx_guest until stopped")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -76,8 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	if *imaAppend != 0 {
-		if *serve || *kernelName != "" {
-			fmt.Fprintln(stderr, "fakehost: --ima-append changes an existing tree: no --serve or --kernel")
+		if *serve || *serveTPM || *kernelName != "" {
+			fmt.Fprintln(stderr, "fakehost: --ima-append changes an existing tree: no --serve, --serve-tpm or --kernel")
 			return 2
 		}
 		exp, err := simulator.AppendHostIMA(*out, *imaAppend)
@@ -98,12 +105,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		kernel = k
 	}
+	if *serve && *serveTPM {
+		fmt.Fprintln(stderr, "fakehost: --serve and --serve-tpm each serve until stopped: run two fakehosts")
+		return 2
+	}
 	if *serve && kernel != simulator.Kernel68 {
 		fmt.Fprintln(stderr, "fakehost: --serve serves /dev/tdx_guest, which only the 6.8 profile reads: add --kernel 6.8")
 		return 2
 	}
 
-	exp, err := simulator.WriteHostTree(*out, simulator.HostConfig{
+	cfg := simulator.HostConfig{
 		Seed:       *seed,
 		TDXEvents:  *tdxEvents,
 		TPMEvents:  *tpmEvents,
@@ -111,7 +122,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AreaSize:   *areaSize,
 		TDXLive:    *tdxLive,
 		Kernel:     kernel,
-	})
+	}
+	exp, err := simulator.WriteHostTree(*out, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "fakehost:", err)
 		return 1
@@ -141,6 +153,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if *serve {
 		return serveDevice(*out, *seed, *tdxEvents, *areaSize, stdout, stderr)
+	}
+	if *serveTPM {
+		return serveTPMDevice(*out, cfg, stdout, stderr)
+	}
+	return 0
+}
+
+// serveTPMDevice serves the tree's simulated TPM at DIR/dev/tpmrm0 until
+// SIGINT or SIGTERM.
+func serveTPMDevice(dir string, cfg simulator.HostConfig, stdout, stderr io.Writer) int {
+	tpm, l, err := simulator.ServeHostTPM(dir, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
+	}
+	defer tpm.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() { <-ctx.Done(); l.Close() }()
+	fmt.Fprintf(stdout, "serving the simulated TPM at %s (until SIGINT or SIGTERM)\n", filepath.Join(dir, hwsource.TPMDevicePath))
+	if err := tpm.Serve(l); err != nil {
+		fmt.Fprintln(stderr, "fakehost:", err)
+		return 1
 	}
 	return 0
 }

@@ -145,7 +145,7 @@ func TestFakehostIMA(t *testing.T) {
 	}{
 		{[]string{"--out", t.TempDir(), "--ima-append", "2"}, 1, "expected-registers.json"},
 		{[]string{"--out", dir, "--ima-append", "-1"}, 1, "outside 1.."},
-		{[]string{"--out", dir, "--ima-append", "1", "--kernel", "6.16"}, 2, "no --serve or --kernel"},
+		{[]string{"--out", dir, "--ima-append", "1", "--kernel", "6.16"}, 2, "no --serve, --serve-tpm or --kernel"},
 		{[]string{"--out", t.TempDir(), "--ima-entries", "-5"}, 1, "IMA entries is outside"},
 	} {
 		stderr.Reset()
