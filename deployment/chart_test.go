@@ -497,6 +497,9 @@ func TestSidecarExample(t *testing.T) {
 	if v, _ := flagValue(server.Args, "hwsource"); v != "host" {
 		t.Errorf("sidecar --hwsource = %q, want host: it serves the pod VM's own log", v)
 	}
+	if v, ok := flagValue(server.Args, "state-dir"); !ok || v != "" {
+		t.Errorf("sidecar --state-dir = %q (set: %v), want it set empty: the default directory is on its read-only root filesystem", v, ok)
+	}
 	sc := server.SecurityContext
 	if !isTrue(sc.RunAsNonRoot) || !isTrue(sc.ReadOnlyRootFilesystem) || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {
 		t.Errorf("sidecar server security context %+v: want non-root, read-only, no capabilities", sc)

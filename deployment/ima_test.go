@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -79,15 +80,18 @@ func TestIMAValues(t *testing.T) {
 			if got := spec.SecurityContext.SupplementalGroups; !slices.Equal(got, tc.group) {
 				t.Errorf("supplementalGroups %v, want %v", got, tc.group)
 			}
-			// The list needs no capability and no uid: the server keeps
-			// its own security context.
+			// The list needs no capability and no uid: the server's
+			// security context is what it is without the list.
 			sc := server.SecurityContext
-			add := slices.Sorted(slices.Values(sc.Capabilities.Add))
+			off := &render(t, append(slices.Clone(tc.sets), "ima.enabled=false")...).daemonSet(t).Spec.Template.Spec
+			if offSC := findContainer(t, off.Containers, "eventlog-server").SecurityContext; !reflect.DeepEqual(sc, offSC) {
+				t.Errorf("server security context %+v, want the one without the list: %+v", sc, offSC)
+			}
 			if tc.root {
-				if sc.RunAsUser == nil || *sc.RunAsUser != 0 || !slices.Equal(add, []string{"CHOWN", "DAC_OVERRIDE"}) {
-					t.Errorf("server security context %+v: want saas's, root with CHOWN and DAC_OVERRIDE only", sc)
+				if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+					t.Errorf("server security context %+v: want saas's, root", sc)
 				}
-			} else if sc.RunAsUser == nil || *sc.RunAsUser != 1000 || !isTrue(sc.RunAsNonRoot) || len(add) != 0 {
+			} else if sc.RunAsUser == nil || *sc.RunAsUser != 1000 || !isTrue(sc.RunAsNonRoot) || len(sc.Capabilities.Add) != 0 {
 				t.Errorf("server security context %+v: want non-root uid 1000, no capability added", sc)
 			}
 			if !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {

@@ -128,6 +128,8 @@ type Dir struct {
 	// progress in each: a sweep removes an empty one only when nothing is
 	// being written to it.
 	subdirs map[string]int
+	// evicted counts the files removed to make room or for their age.
+	evicted uint64
 }
 
 // key names a file: its subdirectory ("" in a public directory) and name.
@@ -221,6 +223,27 @@ func newDir(f *os.File, limits Limits, private bool) *Dir {
 
 // Path is the directory's path.
 func (d *Dir) Path() string { return d.path }
+
+// Stats are a directory's accounting at one moment.
+type Stats struct {
+	// Bytes are the server's files' sizes, with the room reserved by
+	// writes in progress: what MaxBytes bounds.
+	Bytes int64
+	// Files are the server's files in it.
+	Files int
+	// Evicted counts the files removed since it was opened, to make room
+	// for new ones or past their maximum age.
+	Evicted uint64
+}
+
+// Stats returns the directory's accounting now. It is for monitoring: it
+// takes the directory's lock for no longer than a copy, and no operation
+// takes a lock or counts anything for it.
+func (d *Dir) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Stats{Bytes: d.total, Files: len(d.files), Evicted: d.evicted}
+}
 
 // Close releases the directory's descriptor, once the operations in
 // progress are done; later ones fail (Put), or find nothing (Reuse, Sweep).
@@ -548,6 +571,7 @@ func (d *Dir) makeRoom(size int64, now time.Time) ([]key, error) {
 		d.total -= d.files[v].size
 		delete(d.files, v)
 	}
+	d.evicted += uint64(len(victims))
 	return victims, nil
 }
 
@@ -724,6 +748,7 @@ func (d *Dir) Sweep() {
 			delete(d.files, k)
 		}
 	}
+	d.evicted += uint64(len(old))
 	d.mu.Unlock()
 	d.remove(old)
 	if d.private {

@@ -193,11 +193,17 @@ func TestSizeLimitEvictsLeastRecentlyUsed(t *testing.T) {
 	if want := []string{stored["a"], stored["b"], stored["d"]}; !slices.Equal(names, slices.Sorted(slices.Values(want))) {
 		t.Errorf("the directory holds %v, want %v (c was the least recently handed out)", names, want)
 	}
+	if st, want := d.Stats(), (Stats{Bytes: n, Files: 3, Evicted: 1}); st != want {
+		t.Errorf("stats after one eviction: %+v, want %+v", st, want)
+	}
 	// Past their age, files go.
 	now = now.Add(2 * time.Hour)
 	d.Sweep()
 	if n, names := onDisk(t, dir); n != 0 || d.total != 0 {
 		t.Errorf("after the sweep: %v on disk, %d bytes counted", names, d.total)
+	}
+	if st, want := d.Stats(), (Stats{Evicted: 4}); st != want {
+		t.Errorf("stats after the sweep: %+v, want %+v (the three files swept count as evicted)", st, want)
 	}
 }
 

@@ -114,6 +114,9 @@ type View struct {
 	Disabled error
 	// Journal is the journal's path; "" when it could not be opened.
 	Journal string
+	// JournalBytes is the journal's size when the view was published: what
+	// Limits.MaxLogBytes bounds.
+	JournalBytes int64
 
 	kind eventlog.Kind
 	// header is the boot log's Spec ID header alone: the log of a
@@ -155,6 +158,17 @@ func (rt *Log) View() *View {
 		return v
 	}
 	return &View{Disabled: errNotOpen, kind: rt.kind}
+}
+
+// Hold calls f with the view while no record is in progress, so that the
+// registers f reads agree with the view's platform log: a record's extend
+// is never seen without its event. (A record whose extend could not be
+// confirmed is still pending, and may be in the register alone.) f must
+// not record.
+func (rt *Log) Hold(f func(*View)) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	f(rt.View())
 }
 
 // disable publishes why recording is off; what was recorded stays readable.
@@ -208,7 +222,7 @@ func (rt *Log) Open(ctx context.Context, boot *eventlog.Log) *View {
 		return rt.View()
 	}
 	rt.journal = j
-	rt.view.Store(&View{Platform: boot, Journal: j.Path(), kind: rt.kind, header: header, containers: map[string]*containerLog{}})
+	rt.view.Store(&View{Platform: boot, Journal: j.Path(), JournalBytes: j.Size(), kind: rt.kind, header: header, containers: map[string]*containerLog{}})
 	if op.SetAside != "" {
 		rt.log.Info("runtime log of an earlier boot set aside", "kind", rt.kind.String(), "path", op.SetAside)
 	}
@@ -457,7 +471,7 @@ func (rt *Log) confirm(records []Record) error {
 	}
 	rt.raw = raw
 	rt.records = append(rt.records, records...)
-	v.Platform, v.Records = l, len(rt.records)
+	v.Platform, v.Records, v.JournalBytes = l, len(rt.records), rt.journal.Size()
 	rt.view.Store(&v)
 	return nil
 }

@@ -68,6 +68,9 @@ func TestRecord(t *testing.T) {
 		t.Errorf("recorded %+v; view of %d records, %d events", r, v.Records, len(v.Platform.Events))
 	}
 	replaysTo(t, v, td)
+	if fi, err := os.Stat(v.Journal); err != nil || v.JournalBytes != fi.Size() || v.JournalBytes == 0 {
+		t.Errorf("the view says the journal holds %d bytes; on disk: %v", v.JournalBytes, fi)
+	}
 	own, err := v.Container(ctrA)
 	if err != nil || len(own.Events) != 1 || string(own.Events[0].Data) != "first" {
 		t.Errorf("the container's log: %v", err)

@@ -53,7 +53,7 @@ func (s *Service) verifyEventlog(ctx context.Context, req *eventlogpb.VerifyEven
 			return nil, err
 		}
 	} else {
-		live, liveErr = cache.src.Registers(ctx)
+		live, liveErr = cache.liveRegisters(ctx, &p)
 	}
 	report, err := verify.Check(p.log, cache.src.Kind(), live, liveErr)
 	if err != nil {

@@ -50,6 +50,9 @@ type serveConfig struct {
 	conns      connlimit.Limits
 	connOpts   service.ConnOptions
 	ima        hwsource.IMAOptions
+	// metricsAddr and verifyInterval: serve_metrics.go.
+	metricsAddr    string
+	verifyInterval time.Duration
 }
 
 // spareFiles are the file descriptors kept for the server's own files
@@ -94,6 +97,8 @@ func runServe(args []string) int {
 	fs.IntVar(&c.runtime.MaxEventSize, "saas-max-event-size", service.DefaultMaxEventSize, "most bytes of data in one container-level event")
 	fs.Int64Var(&c.runtime.MaxLogBytes, "runtime-max-bytes", service.DefaultMaxLogBytes, "most bytes a category's runtime log may take (every container's events since boot, kept in memory and in --state-dir)")
 	fs.Int64Var(&c.runtime.OutputBytes, "saas-max-dir-bytes", service.DefaultOutputBytes, "most bytes the per-container files may take together, in <output-dir>/containers")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "HOST:PORT to serve Prometheus metrics on, at /metrics, over plain HTTP (empty: off). Anyone who can reach it can read them: bind a pod's or a private address, not every interface (\":9464\")")
+	fs.DurationVar(&c.verifyInterval, "verify-interval", service.DefaultVerifyInterval, "how often every category's log is verified against the live registers (as VerifyEventlog does): the outcome is in the metrics (register_match) and in the health of the service \""+service.IntegrityService+"\"; a mismatch is logged once. 0: never")
 	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -221,22 +226,32 @@ func serve(c serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	obs, err := newObservability(c, logger)
+	if err != nil {
+		return err
+	}
 	lis, err := unixsock.Listen(c.socket, os.FileMode(mode))
 	if err != nil {
 		return err
 	}
 	defer lis.Close() // and the socket with it, if it is still this server's
-	g, hs := svc.NewGRPCServer(c.connOpts.ServerOptions()...)
+	g, hs := svc.NewGRPCServer(append(c.connOpts.ServerOptions(), obs.serverOptions()...)...)
+	limited := connlimit.New(lis, conns)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	go svc.WatchHealth(ctx, hs, c.healthWait)
 	go svc.Sweep(ctx, min(c.limits.MinLifetime, time.Minute))
+	stopMetrics, err := obs.start(ctx, svc, hs, limited)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics() // after the gRPC server has stopped: the last scrape sees the drain
 
 	logger.Info("serving", "socket", c.socket, "output_dir", c.outputDir, "hwsource", c.hwsource, "root", c.root, "state_dir", c.runtime.StateDir, "zero_based_start", c.zeroBased,
-		"max_conns_per_uid", conns.PerUID, "max_conns", conns.Total)
+		"max_conns_per_uid", conns.PerUID, "max_conns", conns.Total, "metrics_addr", c.metricsAddr, "verify_interval", c.verifyInterval)
 	served := make(chan error, 1)
-	go func() { served <- g.Serve(connlimit.New(lis, conns)) }()
+	go func() { served <- g.Serve(limited) }()
 	select {
 	case err := <-served:
 		return err

@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+)
+
+// On kind, the metrics of the release eventlog-server (simulated hardware,
+// the chart's defaults: metrics at the pod's IP, port 9464) are scraped
+// from another pod, as Prometheus in the cluster would: a Job of this test
+// binary run with --ginkgo.label-filter=metrics-scraper and the DaemonSet
+// pod's metrics URL in E2E_METRICS_URL. (The suite outside the cluster
+// cannot reach pod IPs.)
+//
+// Written for `make e2e`; not run by the author of this file (kind was not
+// run), only compiled.
+
+const (
+	metricsScraperLabel = "metrics-scraper"
+	metricsURLEnv       = "E2E_METRICS_URL"
+	// chartMetricsPort is the chart's metrics.port default.
+	chartMetricsPort = 9464
+)
+
+var _ = Describe("Metrics of the chart deployed on a kind cluster", Label("kind", "metrics"), func() {
+	It("are scraped by another pod at the DaemonSet pod's IP and metrics port: counts move, every simulated register matches", func(ctx SpecContext) {
+		if inUserAppPod() {
+			Skip("runs outside the cluster")
+		}
+		t := kindOnly()
+		sim := t.release(ctx, t.dep.Releases.Simulated)
+		pods := sim.pods(ctx)
+		Expect(pods).To(HaveLen(1))
+		podIP := strings.TrimSpace(t.mustKubectl(ctx, "-n", sim.rel.Namespace, "get", "pod", pods[0].Metadata.Name, "-o", "jsonpath={.status.podIP}"))
+		Expect(podIP).NotTo(BeEmpty())
+		host := podIP
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		url := fmt.Sprintf("http://%s:%d/metrics", host, chartMetricsPort)
+		// Requests the scraper must see counted: it checks at least this many.
+		client := newClient(sim)
+		for range 3 {
+			mustGetEventlog(ctx, client, request(tdx, 0, 0, ccnpJSON))
+		}
+
+		ns := "ccnp-e2e-metrics-" + t.run
+		t.mustKubectl(ctx, "create", "namespace", ns)
+		DeferCleanup(func(ctx context.Context) {
+			if CurrentSpecReport().Failed() {
+				GinkgoWriter.Printf("namespace %s is kept, to look at\n", ns)
+				return
+			}
+			t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
+		})
+		var job strings.Builder
+		Expect(metricsScraperJob.Execute(&job, map[string]any{
+			"Namespace": ns, "Image": t.dep.UserImage, "Label": metricsScraperLabel, "AppEnv": userAppEnv,
+			"URLEnv": metricsURLEnv, "URL": url, "UID": nobody,
+		})).To(Succeed())
+		_, err := t.kubectlCmd(ctx, []byte(job.String()), "apply", "-f", "-")
+		Expect(err).NotTo(HaveOccurred())
+
+		var succeeded, failed int
+		Eventually(ctx, func(g Gomega) {
+			out := t.mustKubectl(ctx, "-n", ns, "get", "job", "metrics-scraper", "-o", `jsonpath={.status.succeeded} {.status.failed}`)
+			_, _ = fmt.Sscan(out, &succeeded, &failed)
+			g.Expect(succeeded + failed).To(BeNumerically(">", 0))
+		}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), "the scraper's Job did not finish")
+		logs := t.mustKubectl(ctx, "-n", ns, "logs", "job/metrics-scraper")
+		GinkgoWriter.Printf("the scraper's log:\n%s\n", logs)
+		Expect(succeeded).To(Equal(1), "the scraper failed; its log:\n%s", logs)
+		Expect(logs).To(ContainSubstring("Ran 1 of "))
+		Expect(logs).To(ContainSubstring("SUCCESS!"))
+	})
+})
+
+// The scraper, in its pod: it reaches the server only over the pod network.
+var _ = Describe("A pod scraping the server's metrics", Label(metricsScraperLabel), func() {
+	It("sees requests counted and every register of the simulated hardware matching", func(ctx SpecContext) {
+		url := os.Getenv(metricsURLEnv)
+		if !inUserAppPod() || url == "" {
+			Skip("runs in the scraper's pod, which the kind specs start")
+		}
+		var first scrape
+		Eventually(func(g Gomega) {
+			m, err := scrapeMetrics(ctx, url)
+			g.Expect(err).NotTo(HaveOccurred())
+			first = m
+		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+		get := requestsSeries("/Eventlog/GetEventlog", "OK", "TDX_EVENTLOG", "PAAS")
+		Expect(first[get]).To(BeNumerically(">=", 3), "the suite's requests are not counted")
+		Expect(first).To(HaveKey("process_resident_memory_bytes"))
+		Expect(first).To(HaveKey("eventlog_server_connections_open"))
+		// The chart verifies every 5 minutes, the first at start.
+		Eventually(func(g Gomega) {
+			m, err := scrapeMetrics(ctx, url)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(m).To(HaveKey("eventlog_server_last_verify_timestamp_seconds"))
+			var matched int
+			for s, v := range m {
+				if strings.HasPrefix(s, "eventlog_server_register_match{") {
+					g.Expect(v).To(Equal(1.0), s)
+					matched++
+				}
+			}
+			g.Expect(matched).To(BeNumerically(">=", 3), "registers verified")
+		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
+	})
+})
+
+var metricsScraperJob = template.Must(template.New("job").Parse(`
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: metrics-scraper
+  namespace: {{.Namespace}}
+spec:
+  backoffLimit: 0
+  activeDeadlineSeconds: 240
+  template:
+    spec:
+      restartPolicy: Never
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: {{.UID}}
+        runAsGroup: {{.UID}}
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: scraper
+          image: {{.Image}}
+          imagePullPolicy: Never
+          args: ["--ginkgo.label-filter={{.Label}}", "--ginkgo.v", "--ginkgo.no-color"]
+          env:
+            - name: {{.AppEnv}}
+              value: "1"
+            - name: {{.URLEnv}}
+              value: {{printf "%q" .URL}}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop: ["ALL"]
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir: {}
+`))
