@@ -86,10 +86,23 @@ func (id *Identifier) Identify(ctx context.Context, pid int) (Container, error) 
 	return c, id.confirm(ctx, c.ID, pid)
 }
 
+// pidNamespace is the PID namespace of process pid. Reading another
+// process's namespace links is a ptrace read access check: a root server
+// without CAP_SYS_PTRACE passes it for no caller in a container (they have
+// other uids, or capabilities it lacks), which is the server's
+// configuration, said as such.
+func (id *Identifier) pidNamespace(pid int) (PIDNamespace, error) {
+	ns, err := PIDNamespaceOf(id.procRoot, pid)
+	if errors.Is(err, fs.ErrPermission) {
+		return ns, fmt.Errorf("%w: %w: the kernel shows a process's namespaces only to its own user or to a server with CAP_SYS_PTRACE, which confirming containers with the runtime needs (the chart adds it with saas.criSocket; --cri-socket=none does without)", ErrCannotCheck, err)
+	}
+	return ns, err
+}
+
 // confirm checks with the runtime that container ctr is running and that
 // process pid is in its PID namespace.
 func (id *Identifier) confirm(ctx context.Context, ctr string, pid int) error {
-	callerNS, err := PIDNamespaceOf(id.procRoot, pid)
+	callerNS, err := id.pidNamespace(pid)
 	if err != nil {
 		return err
 	}
@@ -98,7 +111,7 @@ func (id *Identifier) confirm(ctx context.Context, ctr string, pid int) error {
 	e, ok := id.inits[ctr]
 	id.mu.Unlock()
 	if ok && now.Before(e.expires) {
-		if ns, err := PIDNamespaceOf(id.procRoot, e.pid); err == nil && ns == e.ns {
+		if ns, err := id.pidNamespace(e.pid); err == nil && ns == e.ns {
 			return samePIDNamespace(ctr, pid, callerNS, e)
 		}
 	}
@@ -106,7 +119,7 @@ func (id *Identifier) confirm(ctx context.Context, ctr string, pid int) error {
 	if err != nil {
 		return err
 	}
-	ns, err := PIDNamespaceOf(id.procRoot, initPID)
+	ns, err := id.pidNamespace(initPID)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: the runtime says container %s runs as process %d, which is not under %s: the server must share the runtime's PID namespace (hostPID: true)", ErrCannotCheck, Short(ctr), initPID, id.procRoot)
 	}

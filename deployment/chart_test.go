@@ -206,7 +206,8 @@ func TestServerContainer(t *testing.T) {
 	}
 
 	// Host directories are mounted where they are on the host, so the path
-	// in a reply is valid in client pods; the server sees nothing of /sys.
+	// in a reply is valid in client pods; of /sys the server sees only
+	// securityfs, read-only, for the IMA list (TestIMAValues).
 	for _, dir := range []string{"/run/ccnp-eventlog", "/run/ccnp/uds"} {
 		m := mountAt(server, dir)
 		if m == nil || m.ReadOnly {
@@ -219,8 +220,9 @@ func TestServerContainer(t *testing.T) {
 		}
 	}
 	for _, m := range server.VolumeMounts {
-		if v := findVolume(spec, m.Name); v != nil && v.HostPath != nil && strings.HasPrefix(v.HostPath.Path, "/sys") {
-			t.Errorf("server mounts the host's %s", v.HostPath.Path)
+		if v := findVolume(spec, m.Name); v != nil && v.HostPath != nil && strings.HasPrefix(v.HostPath.Path, "/sys") &&
+			(v.HostPath.Path != hostSecurityfs || !m.ReadOnly) {
+			t.Errorf("server mounts the host's %s (read-only: %v)", v.HostPath.Path, m.ReadOnly)
 		}
 	}
 }
@@ -494,6 +496,9 @@ func TestSidecarExample(t *testing.T) {
 	}
 	if v, _ := flagValue(server.Args, "hwsource"); v != "host" {
 		t.Errorf("sidecar --hwsource = %q, want host: it serves the pod VM's own log", v)
+	}
+	if v, ok := flagValue(server.Args, "state-dir"); !ok || v != "" {
+		t.Errorf("sidecar --state-dir = %q (set: %v), want it set empty: the default directory is on its read-only root filesystem", v, ok)
 	}
 	sc := server.SecurityContext
 	if !isTrue(sc.RunAsNonRoot) || !isTrue(sc.ReadOnlyRootFilesystem) || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {

@@ -54,6 +54,7 @@ func TestImage(t *testing.T) {
 	t.Run("SimulatedHardware", func(t *testing.T) { testSimulatedHardware(t, image) })
 	t.Run("StagedHostLogs", func(t *testing.T) { testStagedHostLogs(t, image) })
 	t.Run("UpstreamPodShape", func(t *testing.T) { testUpstreamPodShape(t, image) })
+	t.Run("IMAList", func(t *testing.T) { testIMAList(t, image) })
 }
 
 // testSimulatedHardware: `docker run ... --hwsource=simulated` serves both

@@ -53,7 +53,8 @@ func TestLiveRegisters(t *testing.T) {
 			devices: map[string]string{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ds := render(t, tc.sets...).daemonSet(t)
+			// Without the IMA list's group 0 (TestIMAValues).
+			ds := render(t, append([]string{"ima.enabled=false"}, tc.sets...)...).daemonSet(t)
 			spec := &ds.Spec.Template.Spec
 			server := findContainer(t, spec.Containers, "eventlog-server")
 			devices := deviceVolumes(t, spec, server)

@@ -37,6 +37,13 @@ type object struct {
 			Metadata metadata
 			Spec     podSpec
 		}
+		UpdateStrategy struct {
+			Type          string
+			RollingUpdate *struct {
+				MaxUnavailable any `yaml:"maxUnavailable"`
+				MaxSurge       any `yaml:"maxSurge"`
+			} `yaml:"rollingUpdate"`
+		} `yaml:"updateStrategy"`
 	}
 }
 
@@ -56,6 +63,7 @@ type metadata struct {
 
 type podSpec struct {
 	ServiceAccountName           string            `yaml:"serviceAccountName"`
+	TerminationGracePeriod       *int              `yaml:"terminationGracePeriodSeconds"`
 	AutomountServiceAccountToken *bool             `yaml:"automountServiceAccountToken"`
 	HostPID                      bool              `yaml:"hostPID"`
 	HostNetwork                  bool              `yaml:"hostNetwork"`

@@ -45,11 +45,12 @@ func TestSAASValues(t *testing.T) {
 		t.Error("--sim-tdx-state in host mode")
 	}
 
-	// Root, with exactly the two capabilities the per-container files need.
+	// Root, with exactly the two capabilities the per-container files need,
+	// and SYS_PTRACE for the CRI check (TestSAASIdentityMounts).
 	sc := server.SecurityContext
 	add := slices.Sorted(slices.Values(sc.Capabilities.Add))
-	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || isTrue(sc.Privileged) || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || !slices.Equal(add, []string{"CHOWN", "DAC_OVERRIDE"}) {
-		t.Errorf("server security context %+v, want unprivileged root with CHOWN and DAC_OVERRIDE only", sc)
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 || isTrue(sc.Privileged) || !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) || !slices.Equal(add, []string{"CHOWN", "DAC_OVERRIDE", "SYS_PTRACE"}) {
+		t.Errorf("server security context %+v, want unprivileged root with CHOWN, DAC_OVERRIDE and SYS_PTRACE only", sc)
 	}
 	if !isTrue(sc.ReadOnlyRootFilesystem) || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		t.Errorf("server may write its root filesystem or escalate: %+v", sc)
@@ -170,6 +171,11 @@ func TestSAASIdentityMounts(t *testing.T) {
 		if v.Name == "cri-socket" {
 			t.Errorf("a CRI socket volume without a socket: %+v", v)
 		}
+	}
+	// SYS_PTRACE only for the CRI check: reading a caller's
+	// /proc/<pid>/ns/pid, which the kernel allows another user only with it.
+	if add := slices.Sorted(slices.Values(server.SecurityContext.Capabilities.Add)); !slices.Equal(add, []string{"CHOWN", "DAC_OVERRIDE"}) {
+		t.Errorf("no CRI socket: capabilities %v, want CHOWN and DAC_OVERRIDE only", add)
 	}
 
 	// Without saas.enabled, neither.

@@ -42,14 +42,16 @@ func dial(socket string) *grpc.ClientConn {
 	return conn
 }
 
-// checkHealth asks a server's health service about the server as a whole.
+// checkHealth asks a server's health service about the server as a whole,
+// waiting for an answer as long as the chart's probes do (a loaded node
+// answers slowly; a missing socket fails at once).
 func checkHealth(ctx context.Context, socket string) (healthpb.HealthCheckResponse_ServingStatus, error) {
 	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {

@@ -136,17 +136,10 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 	})
 
 	It("keeps the DaemonSets' pods Ready: the exec probes (eventlog-server probe) pass", func(ctx SpecContext) {
-		type watched struct {
-			srv       *kindServer
-			pod       kindPod
-			unhealthy string
-		}
-		var ws []*watched
 		for _, srv := range []*kindServer{sim, fake} {
 			pods := srv.pods(ctx)
 			Expect(pods).To(HaveLen(1))
-			w := &watched{srv: srv, pod: pods[0]}
-			name := w.pod.Metadata.Name
+			name := pods[0].Metadata.Name
 			for _, probe := range []string{"livenessProbe", "readinessProbe"} {
 				cmd := t.mustKubectl(ctx, "-n", srv.rel.Namespace, "get", "pod", name, "-o",
 					`jsonpath={.spec.containers[?(@.name=="eventlog-server")].`+probe+`.exec.command}`)
@@ -156,23 +149,27 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 			out := t.mustKubectl(ctx, "-n", srv.rel.Namespace, "exec", name, "-c", "eventlog-server", "--",
 				"/usr/bin/eventlog-server", "probe", "--socket="+srv.socketDir+"/eventlog.sock")
 			Expect(out).To(ContainSubstring("SERVING"))
-			w.unhealthy = unhealthyEvents(ctx, t, srv.rel.Namespace, name)
-			ws = append(ws, w)
 		}
-		// Six readiness periods and three liveness periods of the chart's defaults.
-		Consistently(ctx, func(g Gomega) {
-			for _, w := range ws {
-				pods := w.srv.pods(ctx)
-				g.Expect(pods).To(HaveLen(1))
-				p := pods[0]
-				g.Expect(p.Metadata.UID).To(Equal(w.pod.Metadata.UID), "the pod of %s was replaced", w.srv.rel.DaemonSet)
-				g.Expect(p.ready()).To(BeTrue(), "pod %s is not Ready", p.Metadata.Name)
-				g.Expect(p.failure()).To(BeEmpty())
-			}
-		}).WithTimeout(30 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
-		for _, w := range ws {
-			Expect(unhealthyEvents(ctx, t, w.srv.rel.Namespace, w.pod.Metadata.Name)).To(Equal(w.unhealthy),
-				"a probe of %s failed while it was watched", w.pod.Metadata.Name)
+		// Six readiness periods and three liveness periods of the chart's
+		// defaults, both pods at once.
+		watches := make([]probeWatch, 2)
+		var wg sync.WaitGroup
+		for i, srv := range []*kindServer{sim, fake} {
+			pod := srv.pods(ctx)[0]
+			wg.Add(1)
+			go func() {
+				defer GinkgoRecover()
+				defer wg.Done()
+				watches[i] = watchProbes(ctx, srv, pod, 30*time.Second)
+			}()
+		}
+		wg.Wait()
+		for i, srv := range []*kindServer{sim, fake} {
+			w := watches[i]
+			AddReportEntry("probes of "+srv.rel.DaemonSet, w.String())
+			Expect(w.failures).To(BeEmpty(), "probes of %s failed otherwise than by timing out", srv.rel.DaemonSet)
+			Expect(w.restarts).To(BeZero(), "the server of %s was restarted while watched (%s)", srv.rel.DaemonSet, w)
+			Expect(srv.pods(ctx)[0].ready()).To(BeTrue(), "%s is not Ready after the watch (%s)", srv.rel.DaemonSet, w)
 		}
 	})
 
@@ -264,10 +261,6 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 		expectServed(sim, mustGetEventlog(ctx, newClient(sim), request(tdx, 0, 0, tcgRaw)), simSrcs[tdx], tcgRaw, 1, simSrcs[tdx].total())
 	})
 
-	It("keeps upstream's plain manifests Ready with this image: no arguments, the grpc_health_probe exec probes", func(ctx SpecContext) {
-		upstreamManifestsStayReady(ctx, t, fake)
-	})
-
 	It("accepts the plain manifests: kubectl apply --dry-run=server -f deployment/manifests changes nothing", func(ctx SpecContext) {
 		generation := func() string {
 			return t.mustKubectl(ctx, "-n", sim.rel.Namespace, "get", "daemonset", sim.rel.DaemonSet, "-o", "jsonpath={.metadata.generation}")
@@ -281,14 +274,6 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 		Expect(generation()).To(Equal(gen), "the dry run changed the DaemonSet")
 	})
 })
-
-// unhealthyEvents lists a pod's Unhealthy events (failed probes) with
-// their counts.
-func unhealthyEvents(ctx context.Context, t *kindTarget, ns, pod string) string {
-	GinkgoHelper()
-	return t.mustKubectl(ctx, "-n", ns, "get", "events", "--field-selector", "reason=Unhealthy,involvedObject.name="+pod,
-		"-o", `jsonpath={range .items[*]}{.metadata.name} {.count}{"\n"}{end}`)
-}
 
 // userAppJob is the user application's Job: the pod of deployment/README.md
 // (the socket directory and, read-only, the event log directory, from the

@@ -133,7 +133,7 @@ var _ = Describe("Kernel generations", Label("kernels"), func() {
 		It(fmt.Sprintf("serves simulated hardware on kernel profile %s", kc.kernel), func(ctx SpecContext) {
 			hw := simulatedHardware(SimulatedHardware{Seed: 31, Kernel: kc.kernel})
 			hardware, srcs := hw.setUp()
-			srv := target.StartServer(ctx, ServerConfig{Hardware: hardware})
+			srv := target.StartServer(ctx, ServerConfig{Hardware: hardware, ContainerEvents: true})
 			expectKernelProfile(ctx, srv, kc, kc.simLiveFrom, srcs[tdx].total())
 		})
 
@@ -143,7 +143,7 @@ var _ = Describe("Kernel generations", Label("kernels"), func() {
 			t, err := ccel.Parse(readFile(table))
 			Expect(err).NotTo(HaveOccurred())
 			l := mustParse(readFile(area)[:t.LAML], true)
-			srv := target.StartServer(ctx, ServerConfig{Hardware: Hardware{Tree: root}})
+			srv := target.StartServer(ctx, ServerConfig{Hardware: Hardware{Tree: root}, ContainerEvents: true})
 			expectKernelProfile(ctx, srv, kc, kc.treeLiveFrom, len(l.Events))
 		})
 	}

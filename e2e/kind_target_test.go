@@ -45,8 +45,11 @@ type kindDeployment struct {
 	// NodeContainer is the node's docker container.
 	NodeContainer string `json:"nodeContainer"`
 	ServerImage   string `json:"serverImage"`
-	UserImage     string `json:"userImage"`
-	Releases      struct {
+	// NextServerImage is the same server as another image (another ID),
+	// for helm upgrade.
+	NextServerImage string `json:"nextServerImage"`
+	UserImage       string `json:"userImage"`
+	Releases        struct {
 		Simulated kindRelease `json:"simulated"`
 		FakeHost  kindRelease `json:"fakehost"`
 		// Kernel68 is simulated hardware on the 6.8 kernel profile.
@@ -106,7 +109,8 @@ func newKindTarget(bin binaries) (Target, error) {
 	t.helm = strings.TrimSpace(string(out))
 	var id [2]byte
 	_, _ = rand.Read(id[:])
-	t.run = hex.EncodeToString(id[:])
+	// make e2e runs the suite in parallel processes: each names its own.
+	t.run = fmt.Sprintf("%s%d", hex.EncodeToString(id[:]), GinkgoParallelProcess())
 	if err := os.MkdirAll(t.dep.NodeDir+kindTreesDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -214,6 +218,14 @@ func (t *kindTarget) LaunchServer(ctx context.Context, cfg ServerConfig) Server 
 		extra = append(extra, a)
 	}
 	values["extraArgs"] = append(extra, cfg.ExtraArgs...)
+	if cfg.ContainerEvents {
+		// The chart's saas mode runs the server as root: not the
+		// unprivileged server a spec may ask for at the same time.
+		Expect(cfg.Unprivileged).To(BeFalse(), "a server with container-level events runs as root")
+		// The state directory beside the release's others, removed with
+		// them; no tdx_guest directory to mount on a kind node.
+		values["saas"] = map[string]any{"enabled": true, "stateDir": dir + "/state", "tdxGuest": ""}
+	}
 	if cfg.Hardware.Simulated != nil {
 		values["hwsource"] = "simulated"
 	} else {
@@ -228,12 +240,43 @@ func (t *kindTarget) LaunchServer(ctx context.Context, cfg ServerConfig) Server 
 	Expect(err).NotTo(HaveOccurred())
 	Expect(os.WriteFile(valuesFile, js, 0o644)).To(Succeed())
 
-	_, err = t.helmCmd(ctx, "install", s.rel.Release, t.chart, "--namespace", "default", "--values", valuesFile)
-	Expect(err).NotTo(HaveOccurred())
+	s.valuesFile = valuesFile
+	s.install(ctx)
 	GinkgoWriter.Printf("installed release %s: DaemonSet %s/%s, socket %s, values %s\n",
 		s.rel.Release, s.rel.Namespace, s.rel.DaemonSet, s.Socket(), js)
 	DeferCleanup(s.uninstall)
 	return s
+}
+
+// install installs the release the suite made, with its values.
+func (s *kindServer) install(ctx context.Context) {
+	GinkgoHelper()
+	_, err := s.t.helmCmd(ctx, "install", s.rel.Release, s.t.chart, "--namespace", "default", "--values", s.valuesFile)
+	Expect(err).NotTo(HaveOccurred())
+	s.installed = true
+}
+
+// helmUpgrade upgrades the release, keeping its values but for sets
+// (--set flags); it does not wait for the rollout.
+func (s *kindServer) helmUpgrade(ctx context.Context, sets ...string) {
+	GinkgoHelper()
+	args := []string{"upgrade", s.rel.Release, s.t.chart, "--namespace", "default", "--reuse-values"}
+	for _, set := range sets {
+		args = append(args, "--set", set)
+	}
+	_, err := s.t.helmCmd(ctx, args...)
+	Expect(err).NotTo(HaveOccurred())
+}
+
+// helmUninstall uninstalls the release and waits until every object of it
+// is gone (helm uninstall --wait), its pods and namespace too, so that it
+// can be installed again at once; what the pods left on the node stays.
+func (s *kindServer) helmUninstall(ctx context.Context) {
+	GinkgoHelper()
+	_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default", "--wait", "--timeout=2m")
+	Expect(err).NotTo(HaveOccurred())
+	s.installed = false
+	Eventually(ctx, s.pods).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(BeEmpty(), "the pods of release %s are still there", s.rel.Release)
 }
 
 func (t *kindTarget) imageValues() map[string]string {
@@ -271,6 +314,10 @@ type kindServer struct {
 	preinstalled bool
 	// serving: it answered once, and must not fail from then on.
 	serving bool
+	// valuesFile holds the values of a release the suite installed;
+	// installed says it is installed now.
+	valuesFile string
+	installed  bool
 }
 
 func (s *kindServer) Socket() string    { return s.t.dep.NodeDir + s.socketDir + "/eventlog.sock" }
@@ -366,7 +413,12 @@ type kindContainerStatus struct {
 	Name         string `json:"name"`
 	Ready        bool   `json:"ready"`
 	RestartCount int    `json:"restartCount"`
-	State        struct {
+	LastState    struct {
+		Terminated *struct {
+			ExitCode int `json:"exitCode"`
+		} `json:"terminated"`
+	} `json:"lastState"`
+	State struct {
 		Waiting *struct {
 			Reason  string `json:"reason"`
 			Message string `json:"message"`
@@ -423,35 +475,49 @@ func (s *kindServer) pods(ctx context.Context) []kindPod {
 // description and logs, when the pod fails.
 func (s *kindServer) waitAnswering(ctx context.Context) {
 	GinkgoHelper()
+	// The pods are looked at every 2 s only: each look is a kubectl run,
+	// which costs more CPU than the pod's start on a loaded machine.
+	var looked time.Time
 	Eventually(ctx, func() error {
-		_, err := checkHealth(ctx, s.Socket())
-		if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
-			return nil // answered, even if with an error status
+		_, err := os.Stat(s.Socket())
+		if err == nil {
+			_, err = checkHealth(ctx, s.Socket())
+			if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded {
+				return nil // answered, even if with an error status
+			}
 		}
+		if time.Since(looked) < 2*time.Second {
+			return err
+		}
+		looked = time.Now()
 		for _, p := range s.pods(ctx) {
 			if why := p.failure(); why != "" {
 				return StopTrying(fmt.Sprintf("pod %s/%s: %s\n%s", s.rel.Namespace, p.Metadata.Name, why, s.describe()))
 			}
 		}
 		return err
-	}).WithTimeout(2*time.Minute).WithPolling(500*time.Millisecond).Should(Succeed(),
+	}).WithTimeout(2*time.Minute).WithPolling(200*time.Millisecond).Should(Succeed(),
 		func() string { return "the server does not answer on " + s.Socket() + "\n" + s.describe() })
 }
 
 // uninstall removes a release the suite installed, after checking that a
-// server that answered never failed since. Once its pod is gone (its
-// namespace may take longer), its host directories are removed.
+// server that answered never failed since, and its host directories. It
+// does not wait for the pod to go: the server drains and exits on its own,
+// and nothing else uses its directories (a server still writing there
+// writes into directories no longer on the node).
 func (s *kindServer) uninstall(ctx context.Context) {
 	if s.serving {
 		for _, p := range s.pods(ctx) {
 			Expect(p.failure()).To(BeEmpty(), "the server of release %s failed\n%s", s.rel.Release, s.describe())
 		}
 	}
-	_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default")
-	Expect(err).NotTo(HaveOccurred())
-	s.t.mustKubectl(ctx, "-n", s.rel.Namespace, "wait", "--for=delete", "pods", "-l", s.selector(), "--timeout=2m")
+	if s.installed {
+		_, err := s.t.helmCmd(ctx, "uninstall", s.rel.Release, "--namespace", "default")
+		Expect(err).NotTo(HaveOccurred())
+		s.installed = false
+	}
 	// What the pod wrote belongs to root and uid 1000: the node removes it,
 	// as root, so that the suite needs no root here.
-	_, err = s.t.runTool(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
+	_, err := s.t.runTool(ctx, nil, "docker", "exec", s.t.dep.NodeContainer, "rm", "-rf", filepath.Dir(s.socketDir))
 	Expect(err).NotTo(HaveOccurred())
 }

@@ -178,6 +178,10 @@ var _ = Describe("Prometheus metrics and the continuous verification", Label("me
 					g.Expect(m).To(HaveKeyWithValue(registerMatch(cat, name), 1.0))
 				}
 			}
+			if srcs[tpm] != nil {
+				// The simulated TPM's IMA list, replayed to its PCR 10.
+				g.Expect(m).To(HaveKeyWithValue(registerMatch(imaCat, "PCR10"), 1.0))
+			}
 		}).WithContext(ctx).WithTimeout(20 * time.Second).Should(Succeed())
 		Expect(checkService(ctx, srv, integrityService)).To(Equal(healthpb.HealthCheckResponse_SERVING))
 	})

@@ -215,6 +215,10 @@ type saasServer struct {
 	sim      SimulatedHardware
 	src      *sourceLog // the boot log
 	dir      string
+	// stateFile, when set, is where the simulated TD's RTMRs are kept (a
+	// release of the chart keeps them in its state directory), in place of
+	// dir's simulated-tdx-rtmrs.json.
+	stateFile string
 }
 
 // newSAASServer sets up the simulated hardware and a state directory for a
@@ -234,7 +238,12 @@ func (s *saasServer) args() []string {
 	return []string{"--state-dir=" + filepath.Join(s.dir, "state"), "--sim-tdx-state=" + s.simState()}
 }
 
-func (s *saasServer) simState() string { return filepath.Join(s.dir, "simulated-tdx-rtmrs.json") }
+func (s *saasServer) simState() string {
+	if s.stateFile != "" {
+		return s.stateFile
+	}
+	return filepath.Join(s.dir, "simulated-tdx-rtmrs.json")
+}
 
 // journal reads the TDX runtime log in the state directory, as it is on disk.
 func (s *saasServer) journal() []runtimelog.Record {

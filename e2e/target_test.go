@@ -56,6 +56,12 @@ type ServerConfig struct {
 	// Unprivileged runs the server as a user who cannot read root-only
 	// files, as the DaemonSet runs it (needs FeatureUnprivilegedServer).
 	Unprivileged bool
+	// ContainerEvents: the server must record container-level (SAAS)
+	// events, with a state directory of its own. The local target gives
+	// every server one; the kind target installs the release with
+	// saas.enabled (a root server in the host's PID namespace) only when
+	// asked, as the chart does.
+	ContainerEvents bool
 	// SocketOf, when set, makes the server use that server's socket and
 	// output directory: a second server on the same node (needs
 	// FeatureSharedSocket).

@@ -17,8 +17,9 @@ import (
 // runs with no arguments (the image's defaults), reads the CCEL copies its
 // init container staged under /run/firmware/acpi/tables, and its exec
 // probes run /usr/bin/grpc_health_probe, which the image links to the
-// server's binary. The in-cluster spec (incluster_test.go) checks that such
-// a pod comes up and stays Ready.
+// server's binary. The spec below checks that such a pod comes up and stays
+// Ready; it runs on its own (beside the in-cluster specs of
+// incluster_test.go, which use kind/up.sh's releases).
 
 // upstreamPodServer is the pod of the upstream manifests as a Server: it
 // mounts host directories of its own (kindServer's node paths) at upstream's
@@ -34,24 +35,34 @@ func (s upstreamPodServer) LocalPath(dataLoc string) string {
 
 const upstreamOutputDir = "/run/ccnp-eventlog"
 
+var _ = Describe("Upstream's plain manifests on a kind cluster", Label("kind"), func() {
+	It("keep this image Ready: no arguments, the grpc_health_probe exec probes", func(ctx SpecContext) {
+		if inUserAppPod() {
+			Skip("runs outside the cluster")
+		}
+		t := kindOnly()
+		upstreamManifestsStayReady(ctx, t, t.dep.Releases.FakeHost.HostTree)
+	})
+})
+
 // upstreamManifestsStayReady deploys upstream's manifests with the server
-// image into a namespace of its own, on the fake TD host tree of the release
-// fake, and checks the pod comes up, stays Ready under its probes, and
-// serves that tree's TDX log.
-func upstreamManifestsStayReady(ctx context.Context, t *kindTarget, fake *kindServer) {
+// image into a namespace of its own, on the fake TD host tree hostTree (a
+// node path), and checks the pod comes up, stays Ready under its probes,
+// and serves that tree's TDX log.
+func upstreamManifestsStayReady(ctx context.Context, t *kindTarget, hostTree string) {
 	GinkgoHelper()
 	ns := "ccnp-e2e-upstream-" + t.run
 	dir := kindServersDir + "/upstream-" + t.run
 	srv := upstreamPodServer{&kindServer{
 		t:         t,
-		rel:       kindRelease{Release: "upstream-" + t.run, Namespace: ns, DaemonSet: "eventlog-server", HostTree: fake.rel.HostTree},
+		rel:       kindRelease{Release: "upstream-" + t.run, Namespace: ns, DaemonSet: "eventlog-server", HostTree: hostTree},
 		socketDir: dir + "/uds",
 		outDir:    dir + "/eventlog",
 	}}
 	var manifest strings.Builder
 	Expect(upstreamManifestTemplate.Execute(&manifest, map[string]string{
 		"Namespace": ns, "Instance": srv.rel.Release, "Image": t.dep.ServerImage,
-		"SocketDir": srv.socketDir, "OutputDir": srv.outDir, "HostTree": fake.rel.HostTree,
+		"SocketDir": srv.socketDir, "OutputDir": srv.outDir, "HostTree": hostTree,
 	})).To(Succeed())
 
 	t.mustKubectl(ctx, "create", "namespace", ns)
@@ -61,7 +72,8 @@ func upstreamManifestsStayReady(ctx context.Context, t *kindTarget, fake *kindSe
 			GinkgoWriter.Printf("namespace %s is kept, to look at\n%s\n", ns, srv.describe())
 			return
 		}
-		t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=true", "--timeout=2m")
+		// The pod drains and goes on its own; its directories go now.
+		t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
 		_, err := t.runTool(ctx, nil, "docker", "exec", t.dep.NodeContainer, "rm", "-rf", dir)
 		Expect(err).NotTo(HaveOccurred())
 	})
@@ -73,7 +85,6 @@ func upstreamManifestsStayReady(ctx context.Context, t *kindTarget, fake *kindSe
 	Eventually(ctx, func(g Gomega) {
 		pods := srv.pods(ctx)
 		g.Expect(pods).To(HaveLen(1))
-		g.Expect(pods[0].failure()).To(BeEmpty())
 		g.Expect(pods[0].ready()).To(BeTrue(), "pod %s is not Ready", pods[0].Metadata.Name)
 		pod = pods[0]
 	}).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(Succeed(), func() string { return srv.describe() })
@@ -89,20 +100,23 @@ func upstreamManifestsStayReady(ctx context.Context, t *kindTarget, fake *kindSe
 		"/usr/bin/grpc_health_probe", "-addr=unix:/run/ccnp/uds/eventlog.sock")
 	Expect(err).NotTo(HaveOccurred(), "grpc_health_probe in the pod")
 
-	// Two liveness and three readiness periods of upstream's probes.
-	unhealthy := unhealthyEvents(ctx, t, ns, name)
-	Consistently(ctx, func(g Gomega) {
-		pods := srv.pods(ctx)
-		g.Expect(pods).To(HaveLen(1))
-		g.Expect(pods[0].Metadata.UID).To(Equal(pod.Metadata.UID), "the pod was replaced")
-		g.Expect(pods[0].ready()).To(BeTrue(), "pod %s is not Ready", name)
-		g.Expect(pods[0].failure()).To(BeEmpty())
-	}).WithTimeout(30 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
-	Expect(unhealthyEvents(ctx, t, ns, name)).To(Equal(unhealthy), "a probe of %s failed while it was watched", name)
+	// Two liveness and three readiness periods of upstream's probes. Their
+	// timeout is Kubernetes' default, 1 s, which a loaded node's exec of a
+	// probe can exceed: the liveness probe then restarts the server (it
+	// drains and exits 0). That is upstream's setting; what this image
+	// must do is answer every probe that runs, SERVING.
+	w := watchProbes(ctx, srv.kindServer, pod, 30*time.Second)
+	AddReportEntry("upstream's probes", w.String())
+	Expect(w.failures).To(BeEmpty(), "probes of %s failed otherwise than by timing out", name)
+	if w.restarts > 0 {
+		Expect(w.lastExit).To(BeZero(), "the server of %s ended otherwise than stopped by the kubelet (%s)", name, w)
+		Expect(w.timedOut).To(BeNumerically(">", 0), "the server of %s restarted with no probe timed out (%s)", name, w)
+	}
+	Eventually(ctx, func() bool { return srv.pods(ctx)[0].ready() }).WithTimeout(time.Minute).Should(BeTrue(), "%s is not Ready after the watch (%s)", name, w)
 
 	// It serves the TD's log its init container staged, upstream's way: no
 	// arguments, so the defaults (host hardware, the staged copies).
-	src := readSimulatorTree(t.dep.NodeDir + fake.rel.HostTree)[tdx]
+	src := readSimulatorTree(t.dep.NodeDir + hostTree)[tdx]
 	client := newClient(srv)
 	for _, format := range []eventlogpb.FORMAT{ccnpJSON, tcgRaw} {
 		reply := mustGetEventlog(ctx, client, request(tdx, 0, 0, format))

@@ -101,10 +101,24 @@ func userAppExpectedFiles(cat eventlogpb.CATEGORY, src *sourceLog) map[string][]
 	}
 	js, err := json.Marshal(regs)
 	Expect(err).NotTo(HaveOccurred())
+	about, err := json.Marshal(userAppSource{Simulated: src.simulated, Live: src.live, RegistersFrom: src.registersFrom, File: src.file})
+	Expect(err).NotTo(HaveOccurred())
 	return map[string][]byte{
 		cat.String() + ".log":            src.log.Raw,
 		cat.String() + ".registers.json": js,
+		cat.String() + ".source.json":    about,
 	}
+}
+
+// userAppSource is what the user application must know of a log's source
+// beyond its bytes and registers (CATEGORY.source.json).
+type userAppSource struct {
+	Simulated     bool   `json:"simulated"`
+	Live          bool   `json:"live"`
+	RegistersFrom string `json:"registersFrom"`
+	// File is the file the server reads the log from, as the server names
+	// it (the reply's source); "" for simulated hardware.
+	File string `json:"file"`
 }
 
 // readUserAppExpected reads back, in the pod, what userAppExpectedFiles wrote.
@@ -116,13 +130,16 @@ func readUserAppExpected(cat eventlogpb.CATEGORY) *sourceLog {
 	}
 	var exp corpus.Expectation
 	Expect(json.Unmarshal(readFile(filepath.Join(userAppExpectedDir, cat.String()+".registers.json")), &exp.Replay)).To(Succeed())
+	var about userAppSource
+	Expect(json.Unmarshal(readFile(filepath.Join(userAppExpectedDir, cat.String()+".source.json")), &about)).To(Succeed())
 	return &sourceLog{
 		kind:          kind,
 		log:           mustParse(readFile(filepath.Join(userAppExpectedDir, cat.String()+".log")), false),
 		registers:     exp.Bank(GinkgoT()),
-		registersFrom: "the simulator's registers, read by the suite outside the cluster",
-		live:          true,
-		simulated:     true,
+		registersFrom: about.RegistersFrom + ", read by the suite outside the cluster",
+		live:          about.Live,
+		simulated:     about.Simulated,
+		file:          about.File,
 	}
 }
 

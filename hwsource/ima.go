@@ -303,7 +303,7 @@ func (r *imaFile) holds(last *ima.Entry) bool {
 func (r *imaFile) open() error {
 	f, err := boundedread.Open(r.path, unix.O_RDONLY, 0, "a regular file (the kernel's IMA measurement list)")
 	if errors.Is(err, fs.ErrPermission) {
-		return fmt.Errorf("cannot read the IMA measurement list: %w (it is root's only: run the server as root, or with CAP_DAC_READ_SEARCH; it cannot be staged, a copy would not grow)", err)
+		return fmt.Errorf("cannot read the IMA measurement list: %w (the kernel makes it readable by root and group 0 only: run the server as root or in group 0, as the chart does with ima.enabled; it cannot be staged, a copy would not grow)", err)
 	}
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ delete_cluster() {
 
 remove_build_files() {
 	log "removing kind/up.sh's files under ${BUILD_DIR} (artifacts/ stays)"
-	rm -rf "${NODE_DIR}" "${BUILD_DIR}/images" "${TARGET_FILE}" "${KUBECONFIG}"
+	rm -rf "${NODE_DIR}" "${BUILD_DIR}/images" "${BUILD_DIR}/sidecar" "${TARGET_FILE}" "${KUBECONFIG}"
 }
 
 remove_images() {

@@ -37,12 +37,15 @@ on_exit() {
 }
 
 run_suite() {
-	log "running the e2e suite (E2E_TARGET=kind)"
+	log "running the e2e suite (E2E_TARGET=kind, ${E2E_PROCS} processes)"
 	mkdir -p "${ARTIFACTS}"
 	# The server under test is the image; the suite builds no -race server.
+	# Most of a spec's time is the cluster's (a release installed, its pod
+	# started): specs run in parallel processes, each with releases of its
+	# own, the ordered ones (in-cluster, lifecycle) each in one process.
 	E2E_TARGET=kind E2E_KIND_TARGET_FILE="${TARGET_FILE}" E2E_RACE=0 build_nice \
 		go tool -modfile=tools/go.mod ginkgo run \
-		-v --timeout=20m \
+		-v --timeout=20m --procs="${E2E_PROCS}" \
 		--output-dir="${ARTIFACTS}" --junit-report=junit.xml \
 		"$@" ./e2e
 }

@@ -5,7 +5,8 @@
 #   1. the images: the server's (built here, FROM scratch, as `make image`
 #      does) and the user application's (the e2e test binary, FROM scratch),
 #      each tagged by its content, so a warm run with unchanged code changes
-#      nothing and a changed image rolls the pods;
+#      nothing and a changed image rolls the pods; and the server's again
+#      with another image ID, which the upgrade spec rolls a release to;
 #   2. the kind cluster (kind/cluster.yaml), created if it does not exist;
 #   3. both images loaded into the node (kind load docker-image);
 #   4. the fake host tree, written by the simulator CLI where the node sees it;
@@ -51,6 +52,16 @@ build_server_image() {
 		container/ccnp-eventlog-server/build-image.sh
 	SERVER_IMAGE="$(tag_by_content "${SERVER_REPO}")"
 	info "server image: ${SERVER_IMAGE}"
+}
+
+# build_next_server_image builds a second image of the same server, with an
+# image ID of its own (one label more): the spec that rolls the DaemonSet to
+# a new image under load (helm upgrade) upgrades a release to it.
+build_next_server_image() {
+	NEXT_SERVER_IMAGE="${SERVER_IMAGE}-next"
+	printf 'FROM %s\nLABEL io.ccnp-eventlog.e2e.upgrade-from="%s"\n' "${SERVER_IMAGE}" "${SERVER_IMAGE}" |
+		docker build --quiet --tag "${NEXT_SERVER_IMAGE}" - >/dev/null
+	info "the same server as another image, for helm upgrade: ${NEXT_SERVER_IMAGE}"
 }
 
 build_e2e_image() {
@@ -101,7 +112,7 @@ create_cluster() {
 
 load_images() {
 	log "loading the images into the node"
-	kind load docker-image --name "${KIND_CLUSTER_NAME}" "${SERVER_IMAGE}" "${E2E_IMAGE}"
+	kind load docker-image --name "${KIND_CLUSTER_NAME}" "${SERVER_IMAGE}" "${NEXT_SERVER_IMAGE}" "${E2E_IMAGE}"
 }
 
 # write_fake_host writes the simulator's host tree beside the one the node
@@ -171,6 +182,7 @@ write_target_file() {
   "nodeDir": "${NODE_DIR}",
   "nodeContainer": "$(node_container)",
   "serverImage": "${SERVER_IMAGE}",
+  "nextServerImage": "${NEXT_SERVER_IMAGE}",
   "userImage": "${E2E_IMAGE}",
   "releases": {
     "simulated": {"release": "${SIM_RELEASE}", "namespace": "${SIM_NAMESPACE}", "daemonSet": "${SIM_DAEMONSET}"},
@@ -188,6 +200,7 @@ main() {
 	mkdir -p "${BUILD_DIR}"
 	rm -f "${TARGET_FILE}"
 	build_server_image
+	build_next_server_image
 	build_e2e_image
 	create_cluster
 	load_images

@@ -81,6 +81,9 @@ func (s *Service) WatchIntegrity(ctx context.Context, interval, timeout time.Dur
 	for cat := range s.logs {
 		checks = append(checks, &integrityCheck{cat: cat, mismatched: map[string]bool{}})
 	}
+	if s.ima != nil {
+		checks = append(checks, &integrityCheck{cat: imaCategory, mismatched: map[string]bool{}})
+	}
 	slices.SortFunc(checks, func(a, b *integrityCheck) int { return int(a.cat - b.cat) })
 	t := time.NewTicker(interval)
 	defer t.Stop()
