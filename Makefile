@@ -116,13 +116,15 @@ e2e-down:
 	kind/down.sh
 
 # Parsers and encoders (the TCG log's and the IMA list's); the service's own
-# cost of a repeated request, in the process; then the server under load over
+# cost of a repeated request, in the process; the runtime log's records alone
+# (group commit, on disk); then the server under load over
 # its socket (a real server process on simulated hardware; see
 # service/eventlog-server/bench_test.go), then its peak memory serving the
 # largest logs it accepts, once each (memory_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
 	$(GO) test -run '^$$' -bench InProcess ./service/
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./runtimelog/
 	$(GO) test -run '^$$' -bench . -skip 'PeakRSS|IMAAppend|IMAMemory' -benchtime 20000x ./service/eventlog-server/
 	$(GO) test -run '^$$' -bench IMAAppend -benchtime 300x ./service/eventlog-server/
 	$(GO) test -run '^$$' -bench 'PeakRSS|IMAMemory' -benchtime 1x ./service/eventlog-server/

@@ -24,6 +24,11 @@
 // it was last handed out. The files a previous run left are adopted as if
 // handed out when the directory is opened, so that a restart never cuts a
 // promise short, and no file is ever touched to remember one.
+//
+// A file handed out again is not looked at on disk: an inotify watch on the
+// directory tells the server what others change there, and a file removed,
+// replaced or written to by anyone else is written again by the next
+// request for it (watch.go).
 package outdir
 
 import (
@@ -130,6 +135,13 @@ type Dir struct {
 	subdirs map[string]int
 	// evicted counts the files removed to make room or for their age.
 	evicted uint64
+
+	// watch tells of changes others make to the directory (watch.go); nil
+	// when it cannot be watched, for the reason watchErr. epoch counts the
+	// times events were lost.
+	watch    *watcher
+	watchErr error
+	epoch    uint64
 }
 
 // key names a file: its subdirectory ("" in a public directory) and name.
@@ -142,6 +154,13 @@ type file struct {
 	used time.Time
 	// uid owns the file on disk: the server's, or its caller's.
 	uid uint32
+	// ino is its inode: a file put in its place has another.
+	ino uint64
+	// path is where it is handed out.
+	path string
+	// checked is the directory's epoch when the file was last known to be
+	// as written (watch.go); 0: never.
+	checked uint64
 }
 
 // Open opens (creating it if needed) a public directory, whose files
@@ -157,8 +176,10 @@ func Open(path string, limits Limits) (*Dir, error) {
 		return nil, fmt.Errorf("output directory: %w", err)
 	}
 	d := newDir(f, limits, false)
+	// Watched before its files are looked at: what changes after is seen.
+	d.startWatch()
 	if err := d.adopt(d.fd, "", func(st *unix.Stat_t) bool { return int(st.Uid) == d.uid }); err != nil {
-		f.Close()
+		d.Close()
 		return nil, err
 	}
 	return d, nil
@@ -187,9 +208,10 @@ func (d *Dir) OpenPrivate(name string, limits Limits) (*Dir, error) {
 		return nil, fmt.Errorf("private output directory: %w", err)
 	}
 	p := newDir(f, limits, true)
+	p.startWatch()
 	names, err := list(f)
 	if err != nil {
-		f.Close()
+		p.Close()
 		return nil, err
 	}
 	for _, sub := range names {
@@ -199,15 +221,18 @@ func (d *Dir) OpenPrivate(name string, limits Limits) (*Dir, error) {
 		}
 		sf, err := p.openSub(sub, false)
 		if err == nil {
+			p.addWatch(sub, sf) // unwatched, its files are checked on disk
 			// Any owner: each file belongs to its caller.
 			err = p.adopt(sf, sub, func(*unix.Stat_t) bool { return true })
 			sf.Close()
 		}
 		if err != nil {
-			f.Close()
+			p.Close()
 			return nil, err
 		}
+		p.mu.Lock()
 		p.subdirs[sub] = 0
+		p.mu.Unlock()
 	}
 	return p, nil
 }
@@ -249,12 +274,15 @@ func (d *Dir) Stats() Stats {
 // progress are done; later ones fail (Put), or find nothing (Reuse, Sweep).
 func (d *Dir) Close() error {
 	d.life.Lock()
-	defer d.life.Unlock()
 	if d.closed {
+		d.life.Unlock()
 		return nil
 	}
 	d.closed = true
-	return d.fd.Close()
+	err := d.fd.Close()
+	d.life.Unlock()
+	d.stopWatch() // its reader may be waiting for life
+	return err
 }
 
 var errClosed = errors.New("the output directory is closed: the server is stopping")
@@ -316,8 +344,11 @@ func (d *Dir) adopt(dir *os.File, sub string, owned func(*unix.Stat_t) bool) err
 		case strings.HasPrefix(name, tempPrefix) && owned(&st):
 			unix.Unlinkat(dfd, name, 0)
 		case strings.HasPrefix(name, prefix) && st.Nlink == 1 && owned(&st):
-			d.files[key{sub, name}] = &file{size: st.Size, used: now, uid: st.Uid}
+			k := key{sub, name}
+			d.mu.Lock() // the watcher runs already
+			d.files[k] = &file{size: st.Size, used: now, uid: st.Uid, ino: st.Ino, path: d.pathOf(k), checked: d.epoch}
 			d.total += st.Size
+			d.mu.Unlock()
 		}
 	}
 	return nil
@@ -365,24 +396,33 @@ func (d *Dir) reuse(sub, name string) (string, bool) {
 	now := d.now()
 	d.mu.Lock()
 	f := d.files[k]
+	var trusted bool
 	if f != nil {
 		f.used = now // from now on, no sweep removes it
+		trusted = d.trusted(sub, f)
 	}
+	epoch := d.epoch
 	d.mu.Unlock()
-	if f == nil {
+	switch {
+	case f == nil:
 		return "", false
-	}
-	if !d.intact(k, f) {
+	case trusted:
+		return f.path, true
+	case !d.intact(k, f):
 		// Removed or replaced behind the server's back: write it again.
 		d.forget(k, f)
 		return "", false
 	}
-	return d.pathOf(k), true
+	d.markChecked(k, f, epoch)
+	return f.path, true
 }
 
+// fstatat looks at a file without following a link; tests count its calls.
+var fstatat = unix.Fstatat
+
 // intact reports whether the file k is on disk as the server wrote it: a
-// regular file with one link, its owner and its size. It is looked at, never
-// opened.
+// regular file with one link, its inode, owner and size. It is looked at,
+// never opened.
 func (d *Dir) intact(k key, f *file) bool {
 	dfd := int(d.fd.Fd())
 	if k.sub != "" {
@@ -394,8 +434,8 @@ func (d *Dir) intact(k key, f *file) bool {
 		dfd = fd
 	}
 	var st unix.Stat_t
-	err := unix.Fstatat(dfd, k.name, &st, unix.AT_SYMLINK_NOFOLLOW)
-	return err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1 && st.Uid == f.uid && st.Size == f.size
+	err := fstatat(dfd, k.name, &st, unix.AT_SYMLINK_NOFOLLOW)
+	return err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 1 && st.Uid == f.uid && st.Size == f.size && st.Ino == f.ino
 }
 
 // forget stops counting the file f, unless it is gone already: k may
@@ -618,6 +658,7 @@ func (d *Dir) write(f File) (Stored, error) {
 			return Stored{}, &Error{filepath.Join(d.path, f.Sub), err}
 		}
 		defer sub.Close()
+		d.addWatch(f.Sub, sub) // unwatched, its files are checked on disk
 		dir = sub
 	}
 	tmp, err := createTemp(dir)
@@ -628,6 +669,12 @@ func (d *Dir) write(f File) (Stored, error) {
 		return Stored{}, &Error{dir.Name(), err}
 	}
 	digest, err := d.fill(tmp, f)
+	var st unix.Stat_t
+	if err == nil {
+		if serr := unix.Fstat(int(tmp.Fd()), &st); serr != nil {
+			err = &Error{tmp.Name(), serr}
+		}
+	}
 	tmpName := filepath.Base(tmp.Name())
 	if cerr := tmp.Close(); err == nil && cerr != nil {
 		err = &Error{tmp.Name(), cerr}
@@ -657,7 +704,7 @@ func (d *Dir) write(f File) (Stored, error) {
 	if f.Owner != nil {
 		uid = f.Owner.UID
 	}
-	d.files[k] = &file{size: f.Size, used: now, uid: uid}
+	d.files[k] = &file{size: f.Size, used: now, uid: uid, ino: st.Ino, path: d.pathOf(k), checked: d.epoch}
 	d.done(f.Sub)
 	return Stored{Path: d.pathOf(k), Name: k.name, SHA256: digest}, nil
 }

@@ -392,6 +392,7 @@ func TestPublicDirectoryPlantedEntries(t *testing.T) {
 	st := mustPut(t, d, content("swapped", []byte("swapped")))
 	os.Remove(st.Path)
 	symlink(st.Path)
+	settle(t, d)
 	if _, ok := d.Reuse("", st.Name); ok {
 		t.Error("a file replaced by a symbolic link is handed out again")
 	}
@@ -404,12 +405,14 @@ func TestPublicDirectoryPlantedEntries(t *testing.T) {
 		os.Remove(st.Path)
 		os.WriteFile(st.Path, []byte("swapped"), 0o644)
 		os.Chown(st.Path, 65534, 65534)
+		settle(t, d)
 		if _, ok := d.Reuse("", st.Name); ok {
 			t.Error("a file replaced by another uid's is handed out again")
 		}
 		mustPut(t, d, content("swapped", []byte("swapped")))
 	}
 	os.WriteFile(st.Path, []byte("longer than it was"), 0o644)
+	settle(t, d)
 	if _, ok := d.Reuse("", st.Name); ok {
 		t.Error("a file whose size changed is handed out again")
 	}

@@ -11,12 +11,15 @@
 // The register and the journal must never disagree, and a server can die at
 // any moment. So a record is appended to the journal and made durable
 // (fdatasync) before the register is extended, and never the other way
-// round. After a crash the journal holds at most one record the register may
-// lack, the last one, and the live register tells which (Reconcile): it holds
-// either the replay of the whole journal (the extend happened) or the replay
-// without its last record (extend it now). Anything else means the register
-// or the journal was changed behind the server's back; that is reported,
-// never repaired by guess.
+// round. Records that arrive together are appended as a group with one
+// fdatasync (a group commit, at most 64 records), then extended one by one
+// in journal order. After a crash the journal holds at most one group of
+// records the register may lack, always the last records, and the live
+// register tells how many (Unextended): it holds the replay of the whole
+// journal, or of the journal without its last m records, m at most the
+// group's size (extend those now, in order). Anything else means the
+// register or the journal was changed behind the server's back; that is
+// reported, never repaired by guess.
 //
 // A crash during an append can also leave the last record cut short. It is
 // cut off only once the live register shows it was never extended, that is
@@ -211,8 +214,10 @@ type Journal struct {
 	version int // of the file on disk
 	f       *os.File
 	size    int64 // bytes of valid content
-	prev    int64 // size before the last Append, -1 when there is none to undo
-	seq     uint64
+	// starts are where each record of the last Append starts, for undoing
+	// them; nil when there is nothing to undo.
+	starts []int64
+	seq    uint64
 	// damaged is the damaged last record Open found and RepairTail has not
 	// settled; records are the intact ones, for rewriting a version 1
 	// journal without it.
@@ -271,7 +276,7 @@ func (d *Dir) Open(kind eventlog.Kind, bootID string) (*Journal, Opened, error) 
 	if err != nil {
 		return nil, op, err
 	}
-	j := &Journal{path: path, kind: kind, bootID: bootID, version: ver, f: f, size: valid, prev: -1, damaged: damaged}
+	j := &Journal{path: path, kind: kind, bootID: bootID, version: ver, f: f, size: valid, damaged: damaged}
 	if n := len(records); n > 0 {
 		j.seq = records[n-1].Seq
 	}
@@ -331,7 +336,7 @@ func create(path string, kind eventlog.Kind, bootID string, records []Record) (*
 	if err != nil {
 		return nil, err
 	}
-	j := &Journal{path: path, kind: kind, bootID: bootID, version: version, f: f, size: int64(len(b)), prev: -1}
+	j := &Journal{path: path, kind: kind, bootID: bootID, version: version, f: f, size: int64(len(b))}
 	if n := len(records); n > 0 {
 		j.seq = records[n-1].Seq
 	}
@@ -515,29 +520,39 @@ func encodeEntry(r *Record) ([]byte, error) {
 	return p, nil
 }
 
-// Append writes r as the next record and makes it durable before it
-// returns: once Append returns nil, the record survives a crash. It sets
-// r.Seq. A failed write is undone, so the journal never ends in a partial
-// record the server knows of.
-func (j *Journal) Append(r *Record) error {
+// Append writes records as the next ones, in order, and makes them
+// durable with one fdatasync before it returns: once Append returns nil,
+// they survive a crash (a group commit: records that arrived together
+// share the wait for the disk). It sets their Seq. A failed write is
+// undone, so the journal never ends in a partial record the server knows
+// of.
+func (j *Journal) Append(records ...*Record) error {
 	if j.broken != nil {
 		return j.broken
 	}
 	if j.damaged != nil {
 		return fmt.Errorf("runtime log %s ends in a damaged record (%d) not yet settled with the register: nothing can follow it", j.path, j.damaged.Record)
 	}
-	r.Seq = j.seq + 1
-	if r.Time.IsZero() {
-		r.Time = time.Now()
+	var b []byte
+	starts := make([]int64, len(records))
+	seq := j.seq
+	for i, r := range records {
+		starts[i] = j.size + int64(len(b))
+		seq++
+		r.Seq = seq
+		if r.Time.IsZero() {
+			r.Time = time.Now()
+		}
+		r.Time = r.Time.UTC()
+		e, err := encodeEntry(r)
+		if err != nil {
+			return err
+		}
+		b = append(b, e...)
 	}
-	r.Time = r.Time.UTC()
-	e, err := encodeEntry(r)
-	if err != nil {
-		return err
-	}
-	_, err = j.f.Write(e)
+	_, err := j.f.Write(b)
 	if err == nil {
-		err = unix.Fdatasync(int(j.f.Fd()))
+		err = fdatasync(int(j.f.Fd()))
 	}
 	if err != nil {
 		err = fmt.Errorf("appending to runtime log %s: %w", j.path, err)
@@ -547,27 +562,41 @@ func (j *Journal) Append(r *Record) error {
 		}
 		return err
 	}
-	j.prev = j.size
-	j.size += int64(len(e))
-	j.seq = r.Seq
+	j.starts = starts
+	j.size += int64(len(b))
+	j.seq = seq
 	return nil
 }
 
-// UndoLast removes the record the last Append wrote, durably: for a record
-// whose register extend is known not to have happened.
-func (j *Journal) UndoLast() error {
+// fdatasync makes a journal's appends durable; tests count its calls.
+var fdatasync = unix.Fdatasync
+
+// UndoLast removes the record the last Append wrote last, durably: for a
+// record whose register extend is known not to have happened.
+func (j *Journal) UndoLast() error { return j.UndoFrom(j.seq) }
+
+// UndoFrom removes the records from seq on, durably, all of them written
+// by the last Append: for records whose register extends are known not to
+// have happened (the extend of seq failed, and those after it were never
+// tried).
+func (j *Journal) UndoFrom(seq uint64) error {
 	if j.broken != nil {
 		return j.broken
 	}
-	if j.prev < 0 {
-		return errors.New("runtime log: no append to undo")
+	first := j.seq - uint64(len(j.starts)) + 1
+	if len(j.starts) == 0 || seq < first || seq > j.seq {
+		return fmt.Errorf("runtime log: record %d is not one the last append wrote, which alone can be undone", seq)
 	}
-	if err := j.truncate(j.prev); err != nil {
-		j.broken = fmt.Errorf("undoing the last record of %s: %w: restart the server to recover the log", j.path, err)
+	at := j.starts[seq-first]
+	if err := j.truncate(at); err != nil {
+		j.broken = fmt.Errorf("undoing records %d..%d of %s: %w: restart the server to recover the log", seq, j.seq, j.path, err)
 		return j.broken
 	}
-	j.size, j.prev = j.prev, -1
-	j.seq--
+	j.size, j.seq = at, seq-1
+	j.starts = j.starts[:seq-first]
+	if len(j.starts) == 0 {
+		j.starts = nil
+	}
 	return nil
 }
 
@@ -577,21 +606,20 @@ func (j *Journal) Damaged() *Damage { return j.damaged }
 
 // RepairTail settles the damaged last record Open found, with the live
 // register. full is the boot log followed by every intact record's event.
-// If the register holds the replay of full, the damaged record was never
-// extended: it is cut off (a version 1 journal is migrated at the same time)
+// If the register holds the replay of full, or of full without up to max-1
+// of its last records (appended in one group with the damaged one, whose
+// extends follow in journal order), the damaged record was never extended:
+// it is cut off (a version 1 journal is migrated at the same time)
 // and the journal takes appends again. Otherwise the register holds
 // something the journal cannot explain without the damaged record (it was
 // extended, or more is wrong): a CorruptError naming the record, its offset
 // and the file, which is left exactly as it is.
-func (j *Journal) RepairTail(full *eventlog.Log, index uint32, live eventlog.Bank) error {
+func (j *Journal) RepairTail(full *eventlog.Log, index uint32, max int, live eventlog.Bank) error {
 	d := j.damaged
 	if d == nil {
 		return nil
 	}
-	verdict, err := Reconcile(full, j.kind, index, int(j.seq), live)
-	if err == nil && verdict != InSync {
-		err = fmt.Errorf("the live %s lacks record %d as well", j.kind.RegisterName(index), d.Record-1)
-	}
+	_, err := Unextended(full, j.kind, index, int(j.seq), max-1, live)
 	if err != nil {
 		return &CorruptError{Path: j.path, Offset: d.Offset, Record: d.Record, Reason: fmt.Sprintf(
 			"record %d, the last (%d bytes), is damaged (%s), and the live register does not show it was never extended: %v; the file is kept as it is",
@@ -617,7 +645,7 @@ func (j *Journal) truncate(size int64) error {
 	if err := j.f.Truncate(size); err != nil {
 		return err
 	}
-	return unix.Fdatasync(int(j.f.Fd()))
+	return fdatasync(int(j.f.Fd()))
 }
 
 // Path is the journal's file.

@@ -262,7 +262,7 @@ func TestDamagedLastRecord(t *testing.T) {
 				default:
 					live = registerAfter(t, want[:2]...)
 				}
-				err = j.RepairTail(withEvents(t, want...), 4, live)
+				err = j.RepairTail(withEvents(t, want...), 4, 1, live)
 				if outcome != "never extended" {
 					var ce *runtimelog.CorruptError
 					if !errors.As(err, &ce) || ce.Record != 4 || ce.Offset != good || ce.Path != path ||
@@ -368,7 +368,7 @@ func TestVersion1JournalDamaged(t *testing.T) {
 			if extended {
 				live = registerAfter(t, want...)
 			}
-			err := j.RepairTail(withEvents(t, want[:3]...), 4, live)
+			err := j.RepairTail(withEvents(t, want[:3]...), 4, 1, live)
 			if extended {
 				if err == nil || !strings.Contains(err.Error(), "record 4") {
 					t.Fatalf("RepairTail: %v", err)

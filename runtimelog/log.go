@@ -52,9 +52,10 @@ type Limits struct {
 // the platform log with the runtime events appended and each container's
 // own log.
 //
-// Recording is serialized (mu): the order of records in the journal must be
-// the order of extends in the register. Readers never take mu: they load the
-// immutable View, which a record replaces.
+// Records are committed in groups, one group at a time (Record): the order
+// of records in the journal must be the order of extends in the register.
+// Readers never take mu: they load the immutable View, which a group
+// replaces.
 type Log struct {
 	ext    Extender
 	kind   eventlog.Kind
@@ -68,13 +69,30 @@ type Log struct {
 	mu      sync.Mutex
 	journal *Journal
 	records []Record // confirmed: in the journal and the register
-	// pending is a record in the journal whose extend could not be
-	// confirmed (the registers were unreadable after a failed extend). It
-	// is resolved, by the rule Open uses at start, before the next record.
-	pending *Record
+	// pending are the last records in the journal, whose extends could not
+	// be confirmed (the registers were unreadable after a failed extend).
+	// They are resolved, by the rule Open uses at start, before the next
+	// group.
+	pending []Record
 	boot    *eventlog.Log
 	raw     []byte // boot log followed by the confirmed records' events
 	closed  bool
+
+	// The group commit (record.go): records admitted wait in queue; one
+	// caller at a time commits (committing), and cond wakes the others.
+	// Admission counts what is admitted and not yet done (reserved,
+	// reservedBytes) besides what is confirmed, and the journal's size as
+	// of the last group (journalSize): the journal itself is the
+	// committer's while it writes.
+	cond          *sync.Cond
+	queue         []*waiter
+	committing    bool
+	holds         int // Holds waiting or running: no group starts meanwhile
+	queuedKeys    map[recordKey]bool
+	reserved      map[string]reservation
+	reservedBytes int64
+	journalSize   int64
+	nextPending   []Record // set by a committer, published under mu
 
 	// keys finds a record by its container and idempotency key: every
 	// keyed record in the journal, confirmed or pending. It holds no more
@@ -90,6 +108,13 @@ type Log struct {
 // container can neither find nor collide with another's keys.
 type recordKey struct{ container, key string }
 
+// reservation is what a container's records admitted and not yet done
+// will add to its log.
+type reservation struct {
+	events int
+	bytes  int64
+}
+
 type keyedRecord struct {
 	seq uint64 // in the journal
 	own int    // the event's number in its container's log
@@ -98,7 +123,9 @@ type keyedRecord struct {
 // New returns the runtime log of kind, in dir, extending ext's register;
 // Open loads it.
 func New(dir *Dir, kind eventlog.Kind, ext Extender, limits Limits, logger *slog.Logger) *Log {
-	return &Log{ext: ext, kind: kind, index: RegisterIndex(kind), dir: dir, limits: limits, log: logger}
+	rt := &Log{ext: ext, kind: kind, index: RegisterIndex(kind), dir: dir, limits: limits, log: logger}
+	rt.cond = sync.NewCond(&rt.mu)
+	return rt
 }
 
 // View is what readers see of a runtime log at one moment. Immutable: a
@@ -165,9 +192,20 @@ func (rt *Log) View() *View {
 // is never seen without its event. (A record whose extend could not be
 // confirmed is still pending, and may be in the register alone.) f must
 // not record.
+//
+// A group being committed is a record in progress: Hold waits for it, and
+// no group starts while a Hold waits or runs.
 func (rt *Log) Hold(f func(*View)) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.holds++
+	defer func() {
+		rt.holds--
+		rt.cond.Broadcast()
+	}()
+	for rt.committing {
+		rt.cond.Wait()
+	}
 	f(rt.View())
 }
 
@@ -221,7 +259,7 @@ func (rt *Log) Open(ctx context.Context, boot *eventlog.Log) *View {
 		rt.disable(err)
 		return rt.View()
 	}
-	rt.journal = j
+	rt.journal, rt.journalSize = j, j.Size()
 	rt.view.Store(&View{Platform: boot, Journal: j.Path(), JournalBytes: j.Size(), kind: rt.kind, header: header, containers: map[string]*containerLog{}})
 	if op.SetAside != "" {
 		rt.log.Info("runtime log of an earlier boot set aside", "kind", rt.kind.String(), "path", op.SetAside)
@@ -234,35 +272,40 @@ func (rt *Log) Open(ctx context.Context, boot *eventlog.Log) *View {
 		rt.repairTail(ctx, op)
 		return rt.View()
 	}
-	records := op.Records
-	var last *Record
-	if n := len(records); n > 0 {
-		last = &records[n-1]
-		records = records[:n-1]
-	}
-	if err := rt.confirm(records); err != nil {
-		rt.disable(&CorruptError{Path: j.Path(), Reason: err.Error()})
-		return rt.View()
-	}
-	if last != nil {
-		rt.pending = last
-		if err := rt.resolvePending(ctx); err != nil {
-			// The log cannot be squared with the register: recording stops,
-			// and the journal is served as it stands, since every record
-			// but the last was extended, and the last may have been.
-			rt.pending = nil
-			if cerr := rt.confirm([]Record{*last}); cerr != nil {
-				err = &CorruptError{Path: j.Path(), Reason: cerr.Error()}
-			}
-			rt.disable(fmt.Errorf("%w (record %d, the last in the runtime log, may or may not have been extended)", err, last.Seq))
-			return rt.View()
+	rt.settle(ctx, op.Records)
+	return rt.View()
+}
+
+// settle confirms records, the journal's, against the live register: the
+// last group of them may lack their extends (a crash between a group's
+// append and its extends), which are done now. mu is held.
+func (rt *Log) settle(ctx context.Context, records []Record) {
+	if len(records) == 0 {
+		if err := rt.check(ctx); err != nil {
+			rt.disable(err)
+			return
 		}
-	} else if err := rt.check(ctx); err != nil {
-		rt.disable(err)
-		return rt.View()
+		rt.ready()
+		return
+	}
+	tail := records[max(0, len(records)-maxGroup):]
+	if err := rt.confirm(records[:len(records)-len(tail)]); err != nil {
+		rt.disable(&CorruptError{Path: rt.journal.Path(), Reason: err.Error()})
+		return
+	}
+	rt.pending = tail
+	if err := rt.resolvePending(ctx); err != nil {
+		// The log cannot be squared with the register: recording stops,
+		// and the journal is served as it stands, since every record but
+		// the last group's was extended, and those may have been.
+		rt.pending = nil
+		if cerr := rt.confirm(tail); cerr != nil {
+			err = &CorruptError{Path: rt.journal.Path(), Reason: cerr.Error()}
+		}
+		rt.disable(fmt.Errorf("%w (%s, the last in the runtime log, may or may not have been extended)", err, seqs(tail[0].Seq, tail[len(tail)-1].Seq)))
+		return
 	}
 	rt.ready()
-	return rt.View()
 }
 
 func (rt *Log) ready() {
@@ -296,17 +339,14 @@ func (rt *Log) repairTail(ctx context.Context, op Opened) {
 		serve(&CorruptError{Path: j.Path(), Reason: err.Error()})
 		return
 	}
-	if err := j.RepairTail(full, rt.index, live); err != nil {
+	if err := j.RepairTail(full, rt.index, maxGroup, live); err != nil {
 		serve(err)
 		return
 	}
 	rt.log.Warn("runtime log: cut off a last record cut short by a crash; the register shows it was never extended",
 		"kind", rt.kind.String(), "record", d.Record, "offset", d.Offset, "bytes", d.Bytes, "damage", d.Reason, "journal", j.Path())
-	if err := rt.confirm(op.Records); err != nil {
-		rt.disable(&CorruptError{Path: j.Path(), Reason: err.Error()})
-		return
-	}
-	rt.ready()
+	rt.journalSize = j.Size()
+	rt.settle(ctx, op.Records)
 }
 
 // indexKeys adds the keyed records among records, the journal's from its
@@ -352,10 +392,14 @@ func (rt *Log) KeyUsed(container, key string) (event int, used bool) {
 	return k.own, ok
 }
 
-// Close closes the journal. A record that comes in after is refused.
+// Close closes the journal, once the group being committed is done. A
+// record that comes in after is refused.
 func (rt *Log) Close() {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	for rt.committing {
+		rt.cond.Wait()
+	}
 	rt.closed = true
 	v := *rt.View()
 	v.Disabled = errors.New("the server is stopping")
@@ -380,46 +424,64 @@ func (rt *Log) check(ctx context.Context) error {
 	return err
 }
 
-// resolvePending settles the record appended last, whose extend may not
-// have happened, by what the live register holds: the extend happened
-// (confirm it), or it did not (extend it now, then confirm it). Anything else
-// is an error. mu is held.
+// resolvePending settles the records appended last, whose extends may not
+// have happened, by what the live register holds: it lacks the last m of
+// them (0 <= m <= all), whose extends are done now, in order, and then all
+// are confirmed. Anything else is an error. mu is held, and no group is
+// being committed.
 func (rt *Log) resolvePending(ctx context.Context) error {
 	p := rt.pending
+	first, last := p[0].Seq, p[len(p)-1].Seq
+	all := seqs(first, last)
+	reg := rt.kind.RegisterName(rt.index)
 	live, err := rt.ext.Registers(ctx)
 	if err != nil {
-		return fmt.Errorf("record %d of the runtime log may not be in %s yet, and the register cannot be read to find out: %w", p.Seq, rt.kind.RegisterName(rt.index), err)
+		return fmt.Errorf("%s of the runtime log may not be in %s yet, and the register cannot be read to find out: %w", all, reg, err)
 	}
-	with := append(bytes.Clone(rt.raw), p.Event...)
+	with := bytes.Clone(rt.raw)
+	for _, r := range p {
+		with = append(with, r.Event...)
+	}
 	l, err := eventlog.Parse(with)
 	if err != nil {
-		return &CorruptError{Path: rt.journal.Path(), Reason: fmt.Sprintf("record %d is not a valid event of this log: %v", p.Seq, err)}
+		return &CorruptError{Path: rt.journal.Path(), Reason: fmt.Sprintf("%s: not valid events of this log: %v", all, err)}
 	}
-	verdict, err := Reconcile(l, rt.kind, rt.index, len(rt.records)+1, live)
+	records := len(rt.records) + len(p)
+	missing, err := Unextended(l, rt.kind, rt.index, records, len(p), live)
 	if err != nil {
 		return err
 	}
-	if verdict == LastNotExtended {
-		ev := &l.Events[len(l.Events)-1]
-		if err := rt.ext.Extend(ctx, rt.index, ev.Digests); err != nil {
-			return fmt.Errorf("extending %s with record %d of the runtime log, which a crash or a failed extend left out: %w", rt.kind.RegisterName(rt.index), p.Seq, err)
+	if missing > 0 {
+		tail := l.Events[len(l.Events)-len(p):]
+		for k := len(p) - missing; k < len(p); k++ {
+			if err := rt.ext.Extend(ctx, rt.index, tail[k].Digests); err != nil {
+				return fmt.Errorf("extending %s with record %d of the runtime log, which a crash or a failed extend left out: %w", reg, p[k].Seq, err)
+			}
+			rt.log.Warn("runtime log: extended the register with a record the last run appended but did not extend", "kind", rt.kind.String(), "record", p[k].Seq, "container", p[k].ContainerID)
 		}
-		rt.log.Warn("runtime log: extended the register with a record the last run appended but did not extend", "kind", rt.kind.String(), "record", p.Seq, "container", p.ContainerID)
-		reg := rt.kind.RegisterName(rt.index)
+		done := seqs(last-uint64(missing)+1, last)
 		live, err = rt.ext.Registers(ctx)
 		if err != nil {
-			return fmt.Errorf("reading %s after extending it with record %d of the runtime log: %w", reg, p.Seq, err)
+			return fmt.Errorf("reading %s after extending it with %s of the runtime log: %w", reg, done, err)
 		}
-		v, err := Reconcile(l, rt.kind, rt.index, len(rt.records)+1, live)
+		again, err := Unextended(l, rt.kind, rt.index, records, len(p), live)
 		if err != nil {
-			return fmt.Errorf("after extending %s with record %d of the runtime log: %w", reg, p.Seq, err)
+			return fmt.Errorf("after extending %s with %s of the runtime log: %w", reg, done, err)
 		}
-		if v != InSync {
-			return fmt.Errorf("after extending %s with record %d of the runtime log, the register still holds the value without it: the extend did not take effect", reg, p.Seq)
+		if again != 0 {
+			return fmt.Errorf("after extending %s with %s of the runtime log, the register still lacks %d of them: the extend did not take effect", reg, done, again)
 		}
 	}
 	rt.pending = nil
-	return rt.confirm([]Record{*p})
+	return rt.confirm(p)
+}
+
+// seqs names the records first..last: "record 5", "records 5..7".
+func seqs(first, last uint64) string {
+	if first == last {
+		return fmt.Sprintf("record %d", first)
+	}
+	return fmt.Sprintf("records %d..%d", first, last)
 }
 
 // confirm adds records that are in both the journal and the register to the
@@ -428,50 +490,92 @@ func (rt *Log) confirm(records []Record) error {
 	if len(records) == 0 {
 		return nil
 	}
-	raw := rt.raw
-	for _, r := range records {
-		raw = append(raw, r.Event...)
+	old := rt.View()
+	events := make([][]byte, len(records))
+	for i := range records {
+		events[i] = records[i].Event
 	}
-	l, err := eventlog.Parse(raw)
+	l, err := extendLog(old.Platform, old.header, events)
 	if err != nil {
 		return err
 	}
-	old := rt.View()
 	v := *old
 	v.containers = make(map[string]*containerLog, len(old.containers)+1)
 	for id, c := range old.containers {
 		v.containers[id] = c
 	}
-	// Each container's log takes all its records at once and is parsed
-	// once: a restart confirms the whole journal in one call.
-	type growth struct {
-		raw   []byte
-		bytes int64
-	}
-	grown := map[string]*growth{}
-	first := len(l.Events) - len(records)
-	for i, r := range records {
-		g := grown[r.ContainerID]
-		if g == nil {
-			g = &growth{raw: bytes.Clone(v.header.Raw)}
-			if c := old.containers[r.ContainerID]; c != nil {
-				g.raw, g.bytes = bytes.Clone(c.log.Raw), c.bytes
-			}
-			grown[r.ContainerID] = g
+	// Each container's log takes all its records of the group at once.
+	mine := map[string][][]byte{}
+	var order []string
+	for _, r := range records {
+		if mine[r.ContainerID] == nil {
+			order = append(order, r.ContainerID)
 		}
-		g.raw = append(g.raw, r.Event...)
-		g.bytes += int64(len(l.Events[first+i].Data))
+		mine[r.ContainerID] = append(mine[r.ContainerID], r.Event)
 	}
-	for id, g := range grown {
-		cl, err := eventlog.Parse(g.raw)
+	first := len(l.Events) - len(records)
+	sizes := map[string]int64{}
+	for i, r := range records {
+		sizes[r.ContainerID] += int64(len(l.Events[first+i].Data))
+	}
+	for _, id := range order {
+		base, size := v.header, int64(0)
+		if c := old.containers[id]; c != nil {
+			base, size = c.log, c.bytes
+		}
+		cl, err := extendLog(base, v.header, mine[id])
 		if err != nil {
 			return err
 		}
-		v.containers[id] = &containerLog{log: cl, bytes: g.bytes}
+		v.containers[id] = &containerLog{log: cl, bytes: size + sizes[id]}
 	}
-	rt.raw = raw
+	rt.raw = l.Raw
 	rt.records = append(rt.records, records...)
 	v.Platform, v.Records, v.JournalBytes = l, len(rt.records), rt.journal.Size()
 	rt.view.Store(&v)
 	return nil
+}
+
+// extendLog returns the log l followed by events (TCG_PCR_EVENT2 records of
+// a log with header's Spec ID), parsing only them: l's events are kept as
+// they are, so that publishing a group costs what the group holds, not what
+// the log does. l is not changed: its Raw and Events are appended to past
+// their length, where nothing that holds l looks, and only ever by the one
+// committer, from the latest log. Without a header (a legacy log, which
+// takes no runtime events) the whole log is parsed again.
+func extendLog(l, header *eventlog.Log, events [][]byte) (*eventlog.Log, error) {
+	if header == nil {
+		raw := bytes.Clone(l.Raw)
+		for _, e := range events {
+			raw = append(raw, e...)
+		}
+		return eventlog.Parse(raw)
+	}
+	tail := bytes.Clone(header.Raw)
+	for _, e := range events {
+		tail = append(tail, e...)
+	}
+	t, err := eventlog.Parse(tail)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Events) != len(events) {
+		return nil, fmt.Errorf("%d records made %d events", len(events), len(t.Events))
+	}
+	raw := l.Raw
+	base := len(raw)
+	for _, e := range events {
+		raw = append(raw, e...)
+	}
+	out := &eventlog.Log{Raw: raw, Header: l.Header, SpecID: l.SpecID, Events: l.Events}
+	shift := base - len(header.Raw)
+	for _, e := range t.Events {
+		e.Num += len(l.Events)
+		e.Offset += shift
+		data := len(e.Data)
+		e.Raw = raw[e.Offset : e.Offset+len(e.Raw) : e.Offset+len(e.Raw)]
+		e.Data = e.Raw[len(e.Raw)-data:]
+		out.Events = append(out.Events, e)
+	}
+	return out, nil
 }

@@ -104,3 +104,83 @@ func valueOrZero(b eventlog.Bank, alg eventlog.Alg, index uint32) []byte {
 	}
 	return make([]byte, alg.Size())
 }
+
+// Unextended compares the live value of register index with the log l,
+// whose last `records` events are the runtime log's records, and tells how
+// many of the last records the register lacks, at most max: it holds the
+// replay of the log without them. Records are appended in groups made
+// durable together before their extends, which follow in journal order (a
+// group commit), so a crash can leave up to a group's worth of records in
+// the journal and not in the register, always the last ones. Anything else
+// is a *MismatchError. It compares the banks as Reconcile does.
+func Unextended(l *eventlog.Log, kind eventlog.Kind, index uint32, records, max int, live eventlog.Bank) (int, error) {
+	if records < 0 || records > len(l.Events) {
+		return 0, fmt.Errorf("%d runtime records in a log of %d events", records, len(l.Events))
+	}
+	max = min(max, records)
+	short := *l
+	short.Events = l.Events[:len(l.Events)-max]
+	base, err := eventlog.Replay(&short)
+	if err != nil {
+		return 0, err
+	}
+	tail := l.Events[len(l.Events)-max:]
+	// fits[m] stays true while every bank compared holds the replay
+	// without the last m records.
+	fits := make([]bool, max+1)
+	for m := range fits {
+		fits[m] = true
+	}
+	compared := 0
+	var mismatch *MismatchError
+	for _, alg := range l.Algs() {
+		lv := live.Get(alg, index)
+		if lv == nil {
+			continue
+		}
+		h := alg.New()
+		if h == nil {
+			return 0, fmt.Errorf("cannot replay %s: the algorithm is not supported", alg)
+		}
+		compared++
+		// values[j]: the register with the first j tail records extended.
+		values := [][]byte{valueOrZero(base, alg, index)}
+		for _, e := range tail {
+			v := values[len(values)-1]
+			if e.Index == index && e.Type != eventlog.EvNoAction {
+				for _, d := range e.Digests {
+					if d.Alg == alg {
+						h.Reset()
+						h.Write(v)
+						h.Write(d.Value)
+						v = h.Sum(nil)
+					}
+				}
+			}
+			values = append(values, v)
+		}
+		any := false
+		for m := range fits {
+			fits[m] = fits[m] && bytes.Equal(lv, values[max-m])
+			any = any || fits[m]
+		}
+		if !any && mismatch == nil {
+			mismatch = &MismatchError{Register: kind.RegisterName(index), Alg: alg, Records: records, Live: lv, All: values[max]}
+			if max > 0 {
+				mismatch.WithoutLast = values[max-1]
+			}
+		}
+	}
+	if compared == 0 {
+		return 0, fmt.Errorf("no live %s bank of the log's algorithms (%v) was read: cannot check the runtime log against the register", kind.RegisterName(index), l.Algs())
+	}
+	for m, ok := range fits {
+		if ok {
+			return m, nil
+		}
+	}
+	if mismatch == nil { // each bank fits, but not at the same record
+		mismatch = &MismatchError{Register: kind.RegisterName(index), Records: records}
+	}
+	return 0, mismatch
+}

@@ -97,8 +97,9 @@ func (s *Service) identify(ctx context.Context) (*caller, error) {
 	return nil, s.refuse(a, err)
 }
 
-// refuse logs a caller that cannot be told or failed a check.
+// refuse logs a caller that cannot be told or failed a check, in the
+// request log: any local user can make as many as it sends requests.
 func (s *Service) refuse(a *peercred.AuthInfo, err error) error {
-	s.log.Warn("container-level caller refused", "pid", a.PID, "uid", a.UID, "err", err)
+	s.reqLog.Warn("container-level caller refused", "pid", a.PID, "uid", a.UID, "err", err)
 	return &identityError{err: err}
 }

@@ -85,9 +85,11 @@ func (c *replyCache) put(k replyKey, r *cachedReply) {
 	c.m[k] = r
 }
 
+// cachedReply is a reply whole, built once: it is handed to gRPC as it
+// is, for every request it answers, and never changed (gRPC only reads it).
 type cachedReply struct {
 	name  string
-	reply *eventlogpb.GetEventlogReply // without EventlogDataLoc
+	reply *eventlogpb.GetEventlogReply
 }
 
 // reply answers req from the log l: the events it asks for, inline or in a
@@ -113,8 +115,8 @@ func (s *Service) deliver(req *eventlogpb.GetEventlogRequest, gen uint64, first,
 		key.owner = *to.owner
 	}
 	if c := s.replies.get(key); c != nil {
-		if path, ok := to.dir.Reuse(to.sub, c.name); ok {
-			return withPath(c.reply, path), nil
+		if _, ok := to.dir.Reuse(to.sub, c.name); ok {
+			return c.reply, nil
 		}
 	}
 	r := render()
@@ -122,22 +124,9 @@ func (s *Service) deliver(req *eventlogpb.GetEventlogRequest, gen uint64, first,
 	if err != nil {
 		return nil, err
 	}
-	r.reply.Sha256 = st.SHA256
+	r.reply.Sha256, r.reply.EventlogDataLoc = st.SHA256, st.Path
 	s.replies.put(key, &cachedReply{name: st.Name, reply: r.reply})
-	return withPath(r.reply, st.Path), nil
-}
-
-func withPath(r *eventlogpb.GetEventlogReply, path string) *eventlogpb.GetEventlogReply {
-	return &eventlogpb.GetEventlogReply{
-		EventlogDataLoc: path,
-		EventCount:      r.EventCount,
-		TotalEvents:     r.TotalEvents,
-		Format:          r.Format,
-		Sha256:          r.Sha256,
-		FirstEvent:      r.FirstEvent,
-		Source:          r.Source,
-		Simulated:       r.Simulated,
-	}
+	return r.reply, nil
 }
 
 // rendered is a reply's content before it exists: its size, known without

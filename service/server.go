@@ -137,7 +137,7 @@ func (s *Service) logRequests(ctx context.Context, req any, info *grpc.UnaryServ
 			level = slog.LevelWarn
 		}
 	}
-	s.log.LogAttrs(ctx, level, "request", attrs...)
+	s.reqLog.LogAttrs(ctx, level, "request", attrs...)
 	return resp, err
 }
 

@@ -38,6 +38,10 @@ type Options struct {
 	// DefaultMaxInlineBytes).
 	MaxInlineBytes int64
 	Logger         *slog.Logger
+	// RequestLogger takes the one line logged per request (server.go); nil:
+	// Logger. The server gives it a buffered writer (internal/logbuf), so
+	// that a request costs no write of its own.
+	RequestLogger *slog.Logger
 	// Runtime configures container-level events; they are off without a
 	// state directory.
 	Runtime RuntimeOptions
@@ -73,6 +77,7 @@ type Service struct {
 	out       *outdir.Dir
 	replies   replyCache
 	log       *slog.Logger
+	reqLog    *slog.Logger
 	maxInline int64
 
 	// Container-level events (containers.go, caller.go).
@@ -110,8 +115,12 @@ func New(sources map[eventlogpb.CATEGORY]hwsource.Source, opts Options) (*Servic
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.reqLog = cmp.Or(opts.RequestLogger, s.log)
 	if s.maxInline < 0 {
 		return nil, fmt.Errorf("the inline reply limit must be positive, not %d", s.maxInline)
+	}
+	if err := out.Watched(); err != nil {
+		s.log.Warn("the output directory cannot be watched: each file handed out again is looked at on disk first", "output_dir", opts.OutputDir, "err", err)
 	}
 	if out.OpenToOthers() {
 		s.log.Warn("others than the server can create or replace files in the output directory: the server never follows what they put there, but clients may read it at the paths handed out; make it writable by the server only", "output_dir", opts.OutputDir)

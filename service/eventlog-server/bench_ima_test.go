@@ -55,6 +55,14 @@ func serveFloor(socket string) int {
 	if n, err := strconv.Atoi(os.Getenv(floorInlineEnv)); err == nil {
 		reply.EventlogDataLoc, reply.EventlogData = "", make([]byte, n)
 	}
+	if f := os.Getenv(floorReplyEnv); f != "" {
+		r, err := readFloorReply(f)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		reply = r
+	}
 	l, err := net.Listen("unix", socket)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -71,6 +79,16 @@ func serveFloor(socket string) int {
 
 // startFloor starts a floor server process and waits until it answers.
 func startFloor(b *testing.B, inline int) *serverProcess {
+	return startFloorProcess(b, func(cmd *exec.Cmd) {
+		if inline > 0 {
+			cmd.Env = append(cmd.Env, floorInlineEnv+"="+strconv.Itoa(inline))
+		}
+	})
+}
+
+// startFloorProcess starts a floor server process, its command set up by
+// setup, and waits until it answers.
+func startFloorProcess(b *testing.B, setup func(*exec.Cmd)) *serverProcess {
 	b.Helper()
 	dir, err := os.MkdirTemp("/dev/shm", "elfloor")
 	if err != nil {
@@ -80,9 +98,7 @@ func startFloor(b *testing.B, inline int) *serverProcess {
 	s := &serverProcess{socket: filepath.Join(dir, "floor.sock")}
 	s.cmd = exec.Command(os.Args[0])
 	s.cmd.Env = append(os.Environ(), floorServerEnv+"="+s.socket)
-	if inline > 0 {
-		s.cmd.Env = append(s.cmd.Env, floorInlineEnv+"="+strconv.Itoa(inline))
-	}
+	setup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchServerEnv) == "1" {
 		os.Exit(dispatch([]string{"serve"}))
 	}
+	if socket := os.Getenv(connectorEnv); socket != "" {
+		os.Exit(runConnector(socket))
+	}
 	if socket := os.Getenv(floorServerEnv); socket != "" {
 		os.Exit(serveFloor(socket))
 	}
@@ -64,10 +67,10 @@ func startUnhealthyServer(b testing.TB, env ...string) *serverProcess {
 	return launchServer(b, healthpb.HealthCheckResponse_NOT_SERVING, env...)
 }
 
-// launchServer starts a server process and waits, for 30 seconds at most,
-// until its health is want: a server answers health checks before it has
-// read its sources, NOT_SERVING until then.
-func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus, env ...string) *serverProcess {
+// spawnServer starts a server process, on simulated hardware unless env
+// says otherwise, and returns at once; its flags are EVENTLOG_* environment
+// variables.
+func spawnServer(b testing.TB, env ...string) *serverProcess {
 	b.Helper()
 	// The output directory is tmpfs in production (/run): use tmpfs here too.
 	tmp := "/dev/shm"
@@ -105,6 +108,15 @@ func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus,
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.cmd.Process.Kill(); s.cmd.Wait() })
+	return s
+}
+
+// launchServer starts a server process and waits, for 30 seconds at most,
+// until its health is want: a server answers health checks before it has
+// read its sources, NOT_SERVING until then.
+func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus, env ...string) *serverProcess {
+	b.Helper()
+	s := spawnServer(b, env...)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -154,10 +166,18 @@ func (s *serverProcess) clients(b *testing.B, n int) []eventlogpb.EventlogClient
 	return cs
 }
 
-// load sends b.N requests from the clients, each on its own connection, as
-// fast as the server answers, and reports throughput and latency percentiles.
-func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client, i int) *eventlogpb.GetEventlogRequest) {
-	for c, cl := range clients { // connect and warm the server's caches
+// loadStats is what one run of requests measured.
+type loadStats struct {
+	rate     float64 // requests/s
+	p50, p99 time.Duration
+	cpu      float64 // the server's CPU seconds per request, when measured
+}
+
+// measure sends n requests from the clients, each on its own connection,
+// as fast as the server answers, after one each to connect and warm the
+// server's caches.
+func measure(b *testing.B, clients []eventlogpb.EventlogClient, n int, request func(client, i int) *eventlogpb.GetEventlogRequest) loadStats {
+	for c, cl := range clients {
 		if _, err := cl.GetEventlog(context.Background(), request(c, 0)); err != nil {
 			b.Fatal(err)
 		}
@@ -165,13 +185,12 @@ func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client
 	var next atomic.Int64
 	latencies := make([][]time.Duration, len(clients))
 	var wg sync.WaitGroup
-	b.ResetTimer()
 	start := time.Now()
 	for c, cl := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := int(next.Add(1)); i <= b.N; i = int(next.Add(1)) {
+			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
 				t := time.Now()
 				if _, err := cl.GetEventlog(context.Background(), request(c, i)); err != nil {
 					b.Error(err)
@@ -183,23 +202,47 @@ func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	b.StopTimer()
 	all := slices.Concat(latencies...)
-	slices.Sort(all)
 	if len(all) == 0 {
-		return
+		return loadStats{}
 	}
-	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
-	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	slices.Sort(all)
+	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
+	return loadStats{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(0.50), p99: pct(0.99)}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// load sends b.N requests from the clients and reports throughput and
+// latency percentiles.
+func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client, i int) *eventlogpb.GetEventlogRequest) {
+	b.ResetTimer()
+	st := measure(b, clients, b.N, request)
+	b.StopTimer()
+	b.ReportMetric(st.rate, "req/s")
+	b.ReportMetric(ms(st.p50), "p50-ms")
+	b.ReportMetric(ms(st.p99), "p99-ms")
 	b.ReportMetric(0, "ns/op") // per-request time is what req/s and the percentiles say
 }
 
 // BenchmarkGetEventlog: the full log and a 5-event slice of a 300-event
-// simulated TDX log, with 1 and 8 clients.
+// simulated TDX log, with 1 and 8 clients, against the server and, in the
+// same run, against the floor (floor_test.go: a gRPC server that answers
+// every request with one fixed reply, the server's reply for the full
+// log). Each case runs five rounds of b.N requests to each, interleaved
+// (which goes first alternates), and reports the medians of the five:
+// requests/s and latency of each, and the server's rate over the floor's
+// (ratio), which load on the machine disturbs less than either rate, and
+// each server process's CPU time per request (utime + stime), which it
+// disturbs less still.
 func BenchmarkGetEventlog(b *testing.B) {
 	s := startServer(b, "EVENTLOG_SIM_TDX_EVENTS=300", "EVENTLOG_SIM_AREA_SIZE=262144")
+	full, err := s.clients(b, 1)[0].GetEventlog(context.Background(), &eventlogpb.GetEventlogRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	floor := startReplyFloor(b, full)
+	const rounds = 5
 	for _, slice := range []struct {
 		name         string
 		start, count int32
@@ -207,10 +250,55 @@ func BenchmarkGetEventlog(b *testing.B) {
 		for _, n := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/clients=%d", slice.name, n), func(b *testing.B) {
 				req := &eventlogpb.GetEventlogRequest{StartPosition: slice.start, Count: slice.count}
-				load(b, s.clients(b, n), func(int, int) *eventlogpb.GetEventlogRequest { return req })
+				request := func(int, int) *eventlogpb.GetEventlogRequest { return req }
+				server, floorClients := s.clients(b, n), floor.clients(b, n)
+				var ours, floors []loadStats
+				var ratios []float64
+				// run measures a round against p, with p's CPU time per request.
+				run := func(p *serverProcess, clients []eventlogpb.EventlogClient) loadStats {
+					before := p.cpuTime(b)
+					st := measure(b, clients, b.N, request)
+					st.cpu = (p.cpuTime(b) - before) / float64(b.N+len(clients))
+					return st
+				}
+				b.ResetTimer()
+				for r := range rounds {
+					var o, f loadStats
+					if r%2 == 0 {
+						o, f = run(s, server), run(floor, floorClients)
+					} else {
+						f, o = run(floor, floorClients), run(s, server)
+					}
+					ours, floors = append(ours, o), append(floors, f)
+					ratios = append(ratios, o.rate/f.rate)
+				}
+				b.StopTimer()
+				slices.Sort(ratios)
+				b.ReportMetric(median(ours, func(l loadStats) float64 { return l.rate }), "req/s")
+				b.ReportMetric(median(ours, func(l loadStats) float64 { return ms(l.p50) }), "p50-ms")
+				b.ReportMetric(median(ours, func(l loadStats) float64 { return ms(l.p99) }), "p99-ms")
+				b.ReportMetric(median(floors, func(l loadStats) float64 { return l.rate }), "floor-req/s")
+				b.ReportMetric(median(floors, func(l loadStats) float64 { return ms(l.p99) }), "floor-p99-ms")
+				b.ReportMetric(median(ours, func(l loadStats) float64 { return l.cpu * 1e6 }), "server-cpu-µs/req")
+				b.ReportMetric(median(floors, func(l loadStats) float64 { return l.cpu * 1e6 }), "floor-cpu-µs/req")
+				b.ReportMetric(ratios[len(ratios)/2], "ratio")
+				b.ReportMetric(0, "ns/op")
+				if b.N > 1 {
+					b.Logf("server/floor per round, sorted: %.2f", ratios)
+				}
 			})
 		}
 	}
+}
+
+// median is the median of v over l.
+func median[T any](l []T, v func(T) float64) float64 {
+	x := make([]float64, len(l))
+	for i := range l {
+		x[i] = v(l[i])
+	}
+	slices.Sort(x)
+	return x[len(x)/2]
 }
 
 // BenchmarkMemory100Clients: 100 clients asking for random slices of up to

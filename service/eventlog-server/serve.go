@@ -17,6 +17,7 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/connlimit"
 	"github.com/ccnp-eventlog/ccnp-eventlog/containerid/cri"
 	"github.com/ccnp-eventlog/ccnp-eventlog/hwsource"
+	"github.com/ccnp-eventlog/ccnp-eventlog/internal/logbuf"
 	"github.com/ccnp-eventlog/ccnp-eventlog/internal/unixsock"
 	"github.com/ccnp-eventlog/ccnp-eventlog/outdir"
 	eventlogpb "github.com/ccnp-eventlog/ccnp-eventlog/proto"
@@ -53,7 +54,15 @@ type serveConfig struct {
 	// metricsAddr and verifyInterval: serve_metrics.go.
 	metricsAddr    string
 	verifyInterval time.Duration
+	requestLog     *slog.Logger
 }
+
+// The request log's buffer: at most requestLogBytes (twice that while one
+// is being written), written at least every requestLogInterval and at exit.
+const (
+	requestLogBytes    = 1 << 20
+	requestLogInterval = 500 * time.Millisecond
+)
 
 // spareFiles are the file descriptors kept for the server's own files
 // (sources, the TPM, journals, files being written) when the connection
@@ -107,11 +116,21 @@ func runServe(args []string) int {
 		return 2
 	}
 	c.simTDX.Seed, c.simTPM.Seed = *seed, *seed
-	logger, err := newLogger(os.Stderr, c.logLevel, c.logFormat)
+	// The request log is buffered (one write per interval, not per
+	// request) and bounded: lines its reader cannot take in time are
+	// dropped and counted. Everything else is written at once, after the
+	// request lines before it.
+	var logger *slog.Logger
+	logw := logbuf.New(os.Stderr, requestLogBytes, requestLogInterval, func(n int) {
+		logger.Warn("request log lines dropped: its reader did not keep up", "lines", n, "buffer_bytes", requestLogBytes)
+	})
+	defer logw.Close() // after the last line below, on every return
+	logger, err := newLogger(logw.Now(), c.logLevel, c.logFormat)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventlog-server:", err)
 		return 2
 	}
+	c.requestLog, _ = newLogger(logw, c.logLevel, c.logFormat)
 	if err := serve(c, logger); err != nil {
 		logger.Error("server stopped", "err", err)
 		return 1
@@ -148,12 +167,27 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 		if err != nil {
 			return nil, nil, fmt.Errorf("--sim-kernel: %w", err)
 		}
+		// Both logs are made at once: each takes milliseconds (tens for a
+		// 1 MiB TDX log), and the server listens only once both are made.
+		type made struct {
+			tpm *simulator.TPM
+			err error
+		}
+		tpmMade := make(chan made, 1)
+		go func() {
+			tpm, err := simulator.NewTPM(c.simTPM)
+			tpmMade <- made{tpm, err}
+		}()
 		tdx, err := simulator.NewTDX(c.simTDX)
+		m := <-tpmMade
 		if err != nil {
+			if m.err == nil {
+				m.tpm.Close()
+			}
 			return nil, nil, err
 		}
 		srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx.OnKernel(kernel)}
-		tpm, err := simulator.NewTPM(c.simTPM)
+		tpm, err := m.tpm, m.err
 		if err != nil {
 			// The TDX simulation is pure Go and still serves; TPM requests
 			// answer FAILED_PRECONDITION.
@@ -217,7 +251,7 @@ func serve(c serveConfig, logger *slog.Logger) error {
 			c.identity.Runtime = rt
 		}
 	}
-	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait, IMA: imaList})
+	svc, err := service.New(srcs, service.Options{OutputDir: c.outputDir, Limits: c.limits, Logger: logger, RequestLogger: c.requestLog, MaxInlineBytes: c.maxInline, Runtime: c.runtime, Identity: c.identity, ZeroBasedStart: c.zeroBased, SourceRetry: c.healthWait, IMA: imaList})
 	if err != nil {
 		return err
 	}
