@@ -121,7 +121,11 @@ func TestConcurrentPutsOfOneFile(t *testing.T) {
 	d := mustOpen(t, dir, testLimits)
 	const clients = 16
 	for round := range 20 {
-		f := content("same", bytes.Repeat([]byte{byte(round)}, 32<<10)) // 20 of them fit
+		// 20 of them fit, with room left for every client's reservation
+		// of the last: each put reserves its size before it writes (the
+		// name, its content's digest, is known only after), so 16
+		// concurrent puts of one file need 16 times its size free.
+		f := content("same", bytes.Repeat([]byte{byte(round)}, 24<<10))
 		var wg sync.WaitGroup
 		start := make(chan struct{})
 		for range clients {
