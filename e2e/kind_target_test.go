@@ -332,8 +332,10 @@ func (s *kindServer) LocalPath(dataLoc string) string {
 
 // ServerPath maps a tree path to the node path the pod reads it at (the
 // chart mounts --root at its node path). For a release that stages a tree
-// (HostTree), the server reads the init container's copies under
-// /run/firmware, in the layout `eventlog-server stage` writes.
+// (HostTree), the server reads the init container's copies of the ACPI
+// tables under /run/firmware, in the layout `eventlog-server stage` writes,
+// and the tree's securityfs where the chart mounts it for the IMA list
+// (ima.enabled, the default): the TPM log there comes before its copy.
 func (s *kindServer) ServerPath(treePath string) string {
 	nodePath := strings.TrimPrefix(treePath, s.t.dep.NodeDir)
 	if s.rel.HostTree == "" {
@@ -343,7 +345,7 @@ func (s *kindServer) ServerPath(treePath string) string {
 	if !ok {
 		return nodePath
 	}
-	for from, to := range map[string]string{"sys/firmware/": "run/firmware/", "sys/kernel/security/": "run/firmware/"} {
+	for from, to := range map[string]string{"sys/firmware/": "run/firmware/", "sys/kernel/security/": "sys/kernel/security/"} {
 		if r, ok := strings.CutPrefix(rel, from); ok {
 			return "/" + to + r
 		}
