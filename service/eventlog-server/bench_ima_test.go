@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -265,25 +264,4 @@ func BenchmarkIMAMemoryPerEntry(b *testing.B) {
 		b.ReportMetric(float64(large)/(1<<20), "RSS-MiB")
 	}
 	b.ReportMetric(0, "ns/op")
-}
-
-// currentRSS reads the server's resident set size now, in bytes.
-func (s *serverProcess) currentRSS(b *testing.B) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmRSS in /proc status")
-	return 0
 }

@@ -133,7 +133,13 @@ func launchServer(b testing.TB, want healthpb.HealthCheckResponse_ServingStatus,
 }
 
 // peakRSS reads the server's high-water resident set size, in bytes.
-func (s *serverProcess) peakRSS(b *testing.B) int64 {
+func (s *serverProcess) peakRSS(b *testing.B) int64 { return s.statusBytes(b, "VmHWM") }
+
+// currentRSS reads the server's resident set size now, in bytes.
+func (s *serverProcess) currentRSS(b *testing.B) int64 { return s.statusBytes(b, "VmRSS") }
+
+// statusBytes reads one of the sizes /proc/PID/status gives in kB, in bytes.
+func (s *serverProcess) statusBytes(b *testing.B, field string) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
@@ -141,7 +147,7 @@ func (s *serverProcess) peakRSS(b *testing.B) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			if err != nil {
 				b.Fatal(err)
@@ -149,7 +155,7 @@ func (s *serverProcess) peakRSS(b *testing.B) int64 {
 			return kb << 10
 		}
 	}
-	b.Fatal("no VmHWM in /proc status")
+	b.Fatalf("no %s in /proc/%d/status", field, s.cmd.Process.Pid)
 	return 0
 }
 
