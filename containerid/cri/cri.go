@@ -100,9 +100,42 @@ type containerInfo struct {
 	Pid int `json:"pid"`
 }
 
+// StartingWait bounds how long InitPID waits for a container the runtime
+// still calls created. The runtime says a container runs only once its
+// start call has returned, and the container's first process may call the
+// server before that: containerd on kind answered CONTAINER_CREATED to a
+// process that had already started and called.
+const StartingWait = 2 * time.Second
+
+// startingPoll is how often a created container's state is asked again.
+const startingPoll = 50 * time.Millisecond
+
 // InitPID returns the pid of the first process of the running container id,
-// in the runtime's PID namespace (the host's).
+// in the runtime's PID namespace (the host's). A container the runtime still
+// calls created is asked about again, for at most StartingWait.
 func (c *Client) InitPID(ctx context.Context, id string) (int, error) {
+	deadline := time.Now().Add(StartingWait)
+	for {
+		pid, err := c.initPID(ctx, id)
+		if !errors.Is(err, errStarting) {
+			return pid, err
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%w: the runtime at %s says container %s is %s, still after %s", ErrNotRunning, c.socket, id, runtimeapi.ContainerState_CONTAINER_CREATED, StartingWait)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(startingPoll):
+		}
+	}
+}
+
+// errStarting is a container the runtime calls created: starting, or never
+// to be started.
+var errStarting = errors.New("created, not yet running")
+
+func (c *Client) initPID(ctx context.Context, id string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
 	defer cancel()
 	r, err := c.rs.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
@@ -120,6 +153,9 @@ func (c *Client) InitPID(ctx context.Context, id string) (int, error) {
 	// about this one.
 	if r.Status.Id != id {
 		return 0, fmt.Errorf("%w: the runtime at %s answered for container %q when asked for %s", ErrNotRunning, c.socket, r.Status.Id, id)
+	}
+	if r.Status.State == runtimeapi.ContainerState_CONTAINER_CREATED {
+		return 0, errStarting
 	}
 	if r.Status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		return 0, fmt.Errorf("%w: the runtime at %s says container %s is %s", ErrNotRunning, c.socket, id, r.Status.State)

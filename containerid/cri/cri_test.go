@@ -61,6 +61,39 @@ func TestInitPID(t *testing.T) {
 	}
 }
 
+// TestStartingContainer: a container whose process calls before the
+// runtime calls it running (containerd answers CONTAINER_CREATED until its
+// start call returns) is waited for, within StartingWait; one that stays
+// created is not running.
+func TestStartingContainer(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "containerd.sock")
+	rt := critest.Serve(t, socket)
+	rt.Set(running, critest.Container{State: runtimeapi.ContainerState_CONTAINER_CREATED})
+	rt.Set(exited, critest.Container{State: runtimeapi.ContainerState_CONTAINER_CREATED})
+	c, err := cri.New(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	started := time.AfterFunc(300*time.Millisecond, func() {
+		rt.Set(running, critest.Container{State: runtimeapi.ContainerState_CONTAINER_RUNNING, PID: 4242})
+	})
+	defer started.Stop()
+	if pid, err := c.InitPID(context.Background(), running); err != nil || pid != 4242 {
+		t.Errorf("a container started while asked: %d, %v; want 4242", pid, err)
+	}
+
+	begin := time.Now()
+	pid, err := c.InitPID(context.Background(), exited)
+	took := time.Since(begin)
+	if !errors.Is(err, cri.ErrNotRunning) || !strings.Contains(err.Error(), "CONTAINER_CREATED") {
+		t.Errorf("a container that stays created: %d, %v; want ErrNotRunning saying CONTAINER_CREATED", pid, err)
+	}
+	if took < cri.StartingWait || took > cri.StartingWait+5*time.Second {
+		t.Errorf("gave up on a created container after %s; want about %s", took, cri.StartingWait)
+	}
+}
+
 // TestUnavailable: a runtime that does not answer, or is not there, is the
 // server's problem, told within the call's deadline.
 func TestUnavailable(t *testing.T) {
