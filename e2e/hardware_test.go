@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -182,6 +184,42 @@ func writeFakeHost(root string, seed int64, extra ...string) {
 	cmd.Env = commandEnv()
 	out, err := cmd.CombinedOutput()
 	Expect(err).NotTo(HaveOccurred(), "fakehost %s: %s", strings.Join(args, " "), out)
+}
+
+// serveFakeHost writes a fake host tree as writeFakeHost does, with extra
+// flags that make fakehost go on serving a simulated device (--serve,
+// --serve-tpm) until the spec ends; it returns once fakehost prints a line
+// starting with ready.
+func serveFakeHost(ctx context.Context, root string, seed int64, ready string, extra ...string) {
+	GinkgoHelper()
+	if !bin.Cgo {
+		Skip("fakehost runs the go-tpm-tools simulator, which is C, and this suite was built without cgo")
+	}
+	args := append([]string{"--out", root, "--seed", strconv.FormatInt(seed, 10)}, extra...)
+	cmd := exec.Command(bin.FakeHost, args...)
+	cmd.Env = commandEnv()
+	out, err := cmd.StdoutPipe()
+	Expect(err).NotTo(HaveOccurred())
+	cmd.Stderr = GinkgoWriter
+	Expect(cmd.Start()).To(Succeed())
+	DeferCleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	serving := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			fmt.Fprintln(GinkgoWriter, "fakehost:", sc.Text())
+			if strings.HasPrefix(sc.Text(), ready) {
+				close(serving)
+			}
+		}
+	}()
+	select {
+	case <-serving:
+	case <-time.After(2 * time.Minute):
+		Fail(fmt.Sprintf("fakehost %s did not print %q within 2 minutes", strings.Join(args, " "), ready))
+	case <-ctx.Done():
+		Fail("canceled")
+	}
 }
 
 // readSimulatorTree reads the logs of a tree fakehost wrote, and its

@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -30,33 +26,7 @@ var imaCat = eventlogpb.CATEGORY_IMA_EVENTLOG
 // The server reads both through the real backends, as on a node with a TPM.
 func serveIMATree(ctx context.Context, root string, seed int64, entries int) {
 	GinkgoHelper()
-	if !bin.Cgo {
-		Skip("fakehost runs the go-tpm-tools simulator, which is C, and this suite was built without cgo")
-	}
-	cmd := exec.Command(bin.FakeHost, "--out", root, "--seed", strconv.FormatInt(seed, 10), "--ima-entries", strconv.Itoa(entries), "--serve-tpm")
-	cmd.Env = commandEnv()
-	out, err := cmd.StdoutPipe()
-	Expect(err).NotTo(HaveOccurred())
-	cmd.Stderr = GinkgoWriter
-	Expect(cmd.Start()).To(Succeed())
-	DeferCleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	serving := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			fmt.Fprintln(GinkgoWriter, "fakehost:", sc.Text())
-			if strings.HasPrefix(sc.Text(), "serving the simulated TPM at") {
-				close(serving)
-			}
-		}
-	}()
-	select {
-	case <-serving:
-	case <-time.After(2 * time.Minute):
-		Fail("fakehost --serve-tpm did not start serving the TPM")
-	case <-ctx.Done():
-		Fail("canceled")
-	}
+	serveFakeHost(ctx, root, seed, "serving the simulated TPM at", "--ima-entries", strconv.Itoa(entries), "--serve-tpm")
 }
 
 // appendIMA appends n entries to the tree's list with fakehost, which also

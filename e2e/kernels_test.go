@@ -1,15 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -54,33 +49,7 @@ func kernelTree(ctx context.Context, seed int64, k simulator.Kernel) string {
 		writeFakeHost(root, seed, "--kernel", string(k))
 		return root
 	}
-	if !bin.Cgo {
-		Skip("fakehost reads the expected PCRs from the go-tpm-tools simulator, which is C, and this suite was built without cgo")
-	}
-	cmd := exec.Command(bin.FakeHost, "--out", root, "--seed", strconv.FormatInt(seed, 10), "--kernel", "6.8", "--serve")
-	cmd.Env = commandEnv()
-	out, err := cmd.StdoutPipe()
-	Expect(err).NotTo(HaveOccurred())
-	cmd.Stderr = GinkgoWriter
-	Expect(cmd.Start()).To(Succeed())
-	DeferCleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	serving := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			fmt.Fprintln(GinkgoWriter, "fakehost:", sc.Text())
-			if strings.HasPrefix(sc.Text(), "serving the simulated TD's /dev/tdx_guest") {
-				close(serving)
-			}
-		}
-	}()
-	select {
-	case <-serving:
-	case <-time.After(2 * time.Minute):
-		Fail("fakehost --serve did not start serving /dev/tdx_guest")
-	case <-ctx.Done():
-		Fail("canceled")
-	}
+	serveFakeHost(ctx, root, seed, "serving the simulated TD's /dev/tdx_guest", "--kernel", "6.8", "--serve")
 	return root
 }
 
