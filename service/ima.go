@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -46,7 +45,7 @@ func (s *Service) getIMA(ctx context.Context, req *eventlogpb.GetEventlogRequest
 	if err != nil {
 		return nil, err
 	}
-	entries, err := s.sliceIMA(snap.List, req.StartPosition, req.Count)
+	entries, err := page(s.zeroBasedStart, req.StartPosition, req.Count, snap.List.Slice)
 	if err != nil {
 		return nil, err
 	}
@@ -59,20 +58,6 @@ func (s *Service) getIMA(ctx context.Context, req *eventlogpb.GetEventlogRequest
 	return s.deliver(req, snap.Gen, first, last, destination{dir: s.out}, func() rendered {
 		return renderIMA(snap, entries, first, last, req.Format, simulated)
 	})
-}
-
-// sliceIMA selects entries as slice selects events, with the same meaning
-// of start_position (paging.go).
-func (s *Service) sliceIMA(l *ima.List, start, count int32) (ima.Entries, error) {
-	if !s.zeroBasedStart {
-		return l.Slice(int(start), int(count))
-	}
-	entries, err := l.Slice(int(start)+1, int(count))
-	var rangeErr *eventlog.RangeError
-	if errors.As(err, &rangeErr) {
-		return ima.Entries{}, &skipRangeError{skip: start, err: rangeErr}
-	}
-	return entries, err
 }
 
 // renderIMA prepares entries, first..last of the snapshot's list, in format.

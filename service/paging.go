@@ -16,13 +16,21 @@ import (
 // event at each page boundary twice. Either way the reply's first_event says
 // which event came first. Validation has rejected negative values already.
 func (s *Service) slice(l *eventlog.Log, start, count int32) ([]eventlog.Event, error) {
-	if !s.zeroBasedStart || start < 0 {
-		return l.Slice(int(start), int(count))
+	return page(s.zeroBasedStart, start, count, l.Slice)
+}
+
+// page gives start_position the meaning slice describes, for any log whose
+// Slice numbers its entries from 1 (the TCG logs' events, the IMA list's
+// entries).
+func page[T any](zeroBased bool, start, count int32, slice func(first, count int) (T, error)) (T, error) {
+	if !zeroBased || start < 0 {
+		return slice(int(start), int(count))
 	}
-	events, err := l.Slice(int(start)+1, int(count)) // int: no overflow at MaxInt32
+	entries, err := slice(int(start)+1, int(count)) // int: no overflow at MaxInt32
 	var rangeErr *eventlog.RangeError
 	if errors.As(err, &rangeErr) {
-		return nil, &skipRangeError{skip: start, err: rangeErr}
+		var none T
+		return none, &skipRangeError{skip: start, err: rangeErr}
 	}
-	return events, err
+	return entries, err
 }
