@@ -121,18 +121,20 @@ func TestGroupLimits(t *testing.T) {
 	replaysTo(t, rt.View(), td)
 }
 
-// crashInGroup dies (the goroutine stops, as the process would) at the
-// extend numbered at, counting from 1.
-type crashInGroup struct {
+// faultAt extends through Extender, but for the extend numbered at
+// (counting from 1), where it calls fault instead: the test's crash or
+// refusal, injected there.
+type faultAt struct {
 	runtimelog.Extender
 	n, at atomic.Int64
+	fault func() error
 }
 
-func (c *crashInGroup) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
-	if c.n.Add(1) == c.at.Load() {
-		runtime.Goexit()
+func (f *faultAt) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
+	if f.n.Add(1) == f.at.Load() {
+		return f.fault()
 	}
-	return c.Extender.Extend(ctx, index, digests)
+	return f.Extender.Extend(ctx, index, digests)
 }
 
 // TestCrashInAGroup: a crash between the extends of a group leaves its
@@ -141,7 +143,8 @@ func (c *crashInGroup) Extend(ctx context.Context, index uint32, digests []event
 func TestCrashInAGroup(t *testing.T) {
 	td, boot := simulatedTD(t)
 	dir, _ := openDir(t)
-	ext := &crashInGroup{Extender: td}
+	// The goroutine stops at the extend, as the process would.
+	ext := &faultAt{Extender: td, fault: func() error { runtime.Goexit(); return nil }}
 	ext.at.Store(3) // the second extend of the second group
 	many := runtimelog.Limits{MaxEvents: 10, MaxBytes: 1 << 10, MaxLogBytes: 1 << 20}
 	crashing := runtimelog.New(dir, eventlog.TDX, ext, many, quiet)
@@ -215,19 +218,6 @@ func TestUnextended(t *testing.T) {
 	}
 }
 
-// failOnce fails the extend numbered at (from 1), without extending.
-type failOnce struct {
-	runtimelog.Extender
-	n, at atomic.Int64
-}
-
-func (f *failOnce) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
-	if f.n.Add(1) == f.at.Load() {
-		return errors.New("the register refused the extend")
-	}
-	return f.Extender.Extend(ctx, index, digests)
-}
-
 // TestFailedExtendInAGroup: when an extend in a group fails and the
 // register shows it did not happen, that record and the group's records
 // after it (never extended) are taken back out of the journal and their
@@ -235,7 +225,7 @@ func (f *failOnce) Extend(ctx context.Context, index uint32, digests []eventlog.
 func TestFailedExtendInAGroup(t *testing.T) {
 	td, boot := simulatedTD(t)
 	dir, _ := openDir(t)
-	ext := &failOnce{Extender: td}
+	ext := &faultAt{Extender: td, fault: func() error { return errors.New("the register refused the extend") }}
 	ext.at.Store(3) // the second extend of the second group
 	many := runtimelog.Limits{MaxEvents: 10, MaxBytes: 1 << 10, MaxLogBytes: 1 << 20}
 	rt := runtimelog.New(dir, eventlog.TDX, ext, many, quiet)
