@@ -140,7 +140,9 @@ func simulatedHardware(sim SimulatedHardware) hardwareSetup {
 			// PCR 10 is the kernel's IMA's: its measurement list, not the
 			// boot log, explains it. Checked against the list's replay
 			// here, it is not the TPM log's to explain.
-			imaList, err := ima.Parse(tp.IMAList(), ima.Options{})
+			list, err := tp.IMAList()
+			Expect(err).NotTo(HaveOccurred())
+			imaList, err := ima.Parse(list, ima.Options{})
 			Expect(err).NotTo(HaveOccurred())
 			imaPCRs, err := ima.Replay(imaList)
 			Expect(err).NotTo(HaveOccurred())

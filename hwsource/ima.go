@@ -121,7 +121,7 @@ func NewIMA(root string, opts IMAOptions) *IMAList {
 // NewIMABytes returns a list read from memory: list returns the list as it
 // is now; what it returned once must never change (it may grow). The
 // simulated TPM's list is served so.
-func NewIMABytes(name string, list func() []byte, simulated bool, opts IMAOptions) *IMAList {
+func NewIMABytes(name string, list func() ([]byte, error), simulated bool, opts IMAOptions) *IMAList {
 	return newIMAList(&imaBytes{list: list}, name, simulated, opts)
 }
 
@@ -369,12 +369,16 @@ func (r *imaFile) next(off int64, max int) ([]byte, error) {
 
 // imaBytes is a list in memory.
 type imaBytes struct {
-	list func() []byte
+	list func() ([]byte, error)
 	seen []byte // the list as the last sync saw it
 }
 
 func (m *imaBytes) sync(size int64, last *ima.Entry) (bool, error) {
-	m.seen = m.list()
+	seen, err := m.list()
+	if err != nil {
+		return false, err
+	}
+	m.seen = seen
 	if int64(len(m.seen)) < size {
 		return true, nil
 	}

@@ -280,7 +280,7 @@ func TestIMAListWaitIsBounded(t *testing.T) {
 func TestIMAListInMemory(t *testing.T) {
 	list := imaEntries(t, 1, 5)
 	cur := list
-	l := hwsource.NewIMABytes("simulated", func() []byte { return cur }, true, hwsource.IMAOptions{})
+	l := hwsource.NewIMABytes("simulated", func() ([]byte, error) { return cur, nil }, true, hwsource.IMAOptions{})
 	wantEntries(t, snapshot(t, l), list, 5)
 	cur = append(list[:len(list):len(list)], imaEntries(t, 6, 2)...)
 	s := snapshot(t, l)

@@ -123,7 +123,11 @@ func TestRealTPMBackendOnSimulator(t *testing.T) {
 			}
 			// PCR 10 is the simulated kernel's IMA's: its list replays to it.
 			replayed := replay(t, l)
-			imaList, err := ima.Parse(sim.IMAList(), ima.Options{})
+			list, err := sim.IMAList()
+			if err != nil {
+				t.Fatal(err)
+			}
+			imaList, err := ima.Parse(list, ima.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -99,6 +99,10 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 		return nil, err
 	}
 	defer tpm.Close()
+	imaList, err := tpm.IMAList()
+	if err != nil {
+		return nil, err
+	}
 
 	bootID := cfg.BootID
 	if bootID == "" {
@@ -108,7 +112,7 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 		hwsource.CCELTablePath: tdx.Table(),
 		hwsource.CCELDataPath:  tdx.Area(),
 		hwsource.TPMLogPath:    tpm.log,
-		IMAListPath:            tpm.IMAList(),
+		IMAListPath:            imaList,
 		hwsource.BootIDPath:    []byte(bootID + "\n"),
 	}
 	switch cfg.Kernel {
@@ -142,7 +146,7 @@ func WriteHostTree(dir string, cfg HostConfig) (*ExpectedRegisters, error) {
 	if exp.TPM, err = expected(eventlog.TPM, tpm.log, pcrs); err != nil {
 		return nil, err
 	}
-	if exp.IMA, err = expectedIMA(tpm.IMAList(), pcrs); err != nil {
+	if exp.IMA, err = expectedIMA(imaList, pcrs); err != nil {
 		return nil, err
 	}
 	js, err := json.MarshalIndent(exp, "", "  ")

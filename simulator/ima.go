@@ -136,10 +136,14 @@ func extendIMA(tpm transport.TPM, list []byte) error {
 // IMAList returns the simulated kernel's IMA measurement list as
 // ima/binary_runtime_measurements shows it now. The list only grows: the
 // bytes returned never change (they are shared, not copied).
-func (t *TPM) IMAList() []byte {
+func (t *TPM) IMAList() ([]byte, error) {
+	<-t.booted // bounded: the boot is CPU work, and ends
+	if t.bootErr != nil {
+		return nil, fmt.Errorf("%w: %w", hwsource.ErrNotAvailable, t.bootErr)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.ima[:len(t.ima):len(t.ima)]
+	return t.ima[:len(t.ima):len(t.ima)], nil
 }
 
 // AppendIMA measures files as the kernel's IMA does while the machine
@@ -148,7 +152,7 @@ func (t *TPM) IMAList() []byte {
 // the list had. The list and the PCR change together: a reader never sees
 // one without the other.
 func (t *TPM) AppendIMA(ctx context.Context, files ...string) error {
-	if err := ctx.Err(); err != nil {
+	if err := t.Booted(ctx); err != nil {
 		return err
 	}
 	t.mu.Lock()

@@ -16,12 +16,22 @@ import (
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog/ima"
 )
 
+// imaListOf is tpm's IMA list now.
+func imaListOf(t testing.TB, tpm *TPM) []byte {
+	t.Helper()
+	list, err := tpm.IMAList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
 // checkIMA checks a simulated TPM's IMA list against its live PCRs: the
 // list replays to PCR 10, and its boot_aggregate is the SHA-256 of PCRs 0-9
 // as the simulator holds them (hashed here, not with package ima).
 func checkIMA(t *testing.T, tpm *TPM) *ima.List {
 	t.Helper()
-	l, err := ima.Parse(tpm.IMAList(), ima.Options{})
+	l, err := ima.Parse(imaListOf(t, tpm), ima.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +108,7 @@ func TestIMAList(t *testing.T) {
 func TestAppendIMA(t *testing.T) {
 	tpm := newTPM(t, TPMConfig{Seed: 3, IMAEntries: 30})
 	ctx := context.Background()
-	before := tpm.IMAList()
+	before := imaListOf(t, tpm)
 	kept := bytes.Clone(before)
 	p, _ := ima.NewParser(ima.Options{})
 	if _, err := p.Append(before); err != nil {
@@ -107,7 +117,7 @@ func TestAppendIMA(t *testing.T) {
 	if err := tpm.AppendIMA(ctx, "/usr/bin/bash", "/usr/bin/ls", "/usr/bin/with space"); err != nil {
 		t.Fatal(err)
 	}
-	after := tpm.IMAList()
+	after := imaListOf(t, tpm)
 	if !bytes.Equal(before, kept) || !bytes.Equal(after[:len(before)], before) {
 		t.Fatal("appending changed the list's earlier bytes")
 	}
@@ -136,7 +146,11 @@ func TestAppendIMA(t *testing.T) {
 		defer wg.Done()
 		p, _ := ima.NewParser(ima.Options{})
 		for p.Len() < 73 {
-			list := tpm.IMAList()
+			list, err := tpm.IMAList()
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			if _, err := p.Append(list[p.Offset():]); err != nil {
 				t.Error(err)
 				return
@@ -161,7 +175,7 @@ func TestIMADeterministic(t *testing.T) {
 	listOf := func(seed int64) []byte {
 		tpm := newTPM(t, TPMConfig{Seed: seed, IMAEntries: 20})
 		defer tpm.Close()
-		return tpm.IMAList()
+		return imaListOf(t, tpm)
 	}
 	a, b, c := listOf(5), listOf(5), listOf(6)
 	if !bytes.Equal(a, b) || bytes.Equal(a, c) {

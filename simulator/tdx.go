@@ -7,7 +7,6 @@
 package simulator
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -101,12 +100,11 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 	}
 
 	// TDVF writes the Spec ID header at CC MR index 1 (RTMR0), listing
-	// SHA-384 only.
-	log := eventlog.AppendSpecIDHeader(nil, 1, []eventlog.Alg{eventlog.AlgSHA384})
-	rtmrs := eventlog.Bank{}
-	for i := range 4 {
-		rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), make([]byte, rtmrSize)) // the TDX module starts each RTMR at zero
-	}
+	// SHA-384 only. The log is made in place in its area: a 1 MiB area is
+	// most of a server's start on the simulated TD, and copies count.
+	area := make([]byte, 0, cfg.AreaSize)
+	log := eventlog.AppendSpecIDHeader(area, 1, []eventlog.Alg{eventlog.AlgSHA384})
+	var regs [4][rtmrSize]byte // RTMR0..3: the TDX module starts each at zero
 	for _, s := range steps {
 		mr, err := ccMRIndex(s.pcr)
 		if err != nil {
@@ -114,7 +112,11 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 		}
 		digest := sha512.Sum384(s.measured)
 		log = eventlog.AppendEvent2(log, mr, s.typ, []eventlog.Digest{{Alg: eventlog.AlgSHA384, Value: digest[:]}}, s.data)
-		rtmrs.Set(eventlog.AlgSHA384, mr, extendRTMR(rtmrs.Get(eventlog.AlgSHA384, mr), digest[:]))
+		extend(&regs[mr-1], digest[:])
+	}
+	rtmrs := eventlog.Bank{}
+	for i := range regs {
+		rtmrs.Set(eventlog.AlgSHA384, uint32(i+1), regs[i][:])
 	}
 	if len(log) > cfg.AreaSize {
 		return nil, fmt.Errorf("simulated TDX: the log of %d events is %d bytes, more than the %d-byte log area: raise the area size or lower the event count",
@@ -123,8 +125,10 @@ func NewTDX(cfg TDXConfig) (*TDX, error) {
 
 	t := &TDX{cfg: cfg, used: len(log), rtmrs: rtmrs}
 	// Unused log area is erased flash: 0xFF.
-	t.area = bytes.Repeat([]byte{0xFF}, cfg.AreaSize)
-	copy(t.area, log)
+	t.area = log[:cfg.AreaSize]
+	for i := len(log); i < len(t.area); i++ {
+		t.area[i] = 0xFF
+	}
 	logSum := sha256.Sum256(log)
 	t.logSHA256 = hex.EncodeToString(logSum[:])
 	// Firmware reserves the area in low memory, below 2 GiB.
@@ -295,10 +299,19 @@ func (t *TDX) Extend(ctx context.Context, index uint32, digests []eventlog.Diges
 // (eventlog.Replay) computes the same independently, which is what the tests
 // compare.
 func extendRTMR(rtmr, digest []byte) []byte {
-	h := sha512.New384()
-	h.Write(rtmr)
-	h.Write(digest)
-	return h.Sum(nil)
+	var r [rtmrSize]byte
+	copy(r[:], rtmr)
+	extend(&r, digest)
+	return r[:]
+}
+
+// extend is extendRTMR in place, without allocating: the boot of a 1 MiB
+// log extends thousands of times.
+func extend(rtmr *[rtmrSize]byte, digest []byte) {
+	var in [2 * rtmrSize]byte
+	copy(in[:], rtmr[:])
+	copy(in[rtmrSize:], digest)
+	*rtmr = sha512.Sum384(in[:])
 }
 
 // BootID names the simulated TD's boot: new for every TDX, kept in the

@@ -74,8 +74,13 @@ type TPM struct {
 	log    []byte
 	bootID string
 
+	// booted is closed once the simulator has booted, or failed to:
+	// bootErr says which.
+	booted  chan struct{}
+	bootErr error
+
 	mu  sync.Mutex
-	sim *gotpmsim.Simulator // nil once closed
+	sim *gotpmsim.Simulator // nil once closed, or when the boot failed
 	ima []byte              // the IMA measurement list; only ever appended to
 }
 
@@ -83,6 +88,26 @@ type TPM struct {
 // log and extends every measured event into the simulator's PCRs. Close it
 // to stop the simulator.
 func NewTPM(cfg TPMConfig) (*TPM, error) {
+	t, err := StartTPM(cfg)
+	if err != nil {
+		return nil, err
+	}
+	<-t.booted
+	if t.bootErr != nil {
+		t.Close()
+		return nil, t.bootErr
+	}
+	return t, nil
+}
+
+// StartTPM is NewTPM returning once the log is made, with the simulator
+// booting in the background: starting it and extending the boot's events
+// takes a server's start tens of milliseconds (OpenSSL's and the reference
+// TPM's initialisation, a TPM command per event), which the TDX log need
+// not wait for. The log is served at once; what needs the simulator (its
+// PCRs, extends, the IMA list, whose boot_aggregate is read from them)
+// waits for the boot, and fails with its error if it failed.
+func StartTPM(cfg TPMConfig) (*TPM, error) {
 	if cfg.Events == 0 {
 		cfg.Events = DefaultTPMEvents
 	}
@@ -110,23 +135,53 @@ func NewTPM(cfg TPMConfig) (*TPM, error) {
 	if !simulatorOpen.CompareAndSwap(false, true) {
 		return nil, ErrSimulatorBusy
 	}
-	sim, err := gotpmsim.GetWithFixedSeedInsecure(cfg.Seed)
-	if err != nil {
-		simulatorOpen.Store(false)
-		return nil, fmt.Errorf("simulated TPM: start the go-tpm-tools simulator: %w", err)
-	}
 	id := make([]byte, 16)
 	rand.Read(id)
-	t := &TPM{cfg: cfg, log: log, sim: sim, bootID: "simulated-tpm-" + hex.EncodeToString(id)}
-	if err := t.boot(steps); err != nil {
-		t.Close()
-		return nil, err
-	}
-	if err := t.startIMA(); err != nil {
-		t.Close()
-		return nil, err
-	}
+	t := &TPM{cfg: cfg, log: log, bootID: "simulated-tpm-" + hex.EncodeToString(id), booted: make(chan struct{})}
+	go func() {
+		defer close(t.booted)
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.bootErr = t.boot(steps); t.bootErr != nil {
+			if t.sim != nil {
+				t.sim.Close()
+				t.sim = nil
+			}
+			simulatorOpen.Store(false)
+		}
+	}()
 	return t, nil
+}
+
+// boot starts the simulator, extends the boot's events and starts the IMA
+// list. t.mu is held.
+func (t *TPM) boot(steps []step) error {
+	sim, err := gotpmsim.GetWithFixedSeedInsecure(t.cfg.Seed)
+	if err != nil {
+		return fmt.Errorf("simulated TPM: start the go-tpm-tools simulator: %w", err)
+	}
+	t.sim = sim
+	if err := t.extendBoot(steps); err != nil {
+		return err
+	}
+	return t.startIMA()
+}
+
+// Booted waits, within ctx, until the simulator has booted (StartTPM), and
+// returns the boot's error, wrapping hwsource.ErrNotAvailable.
+func (t *TPM) Booted(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-t.booted:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the simulated TPM to boot: %w", ctx.Err())
+	}
+	if t.bootErr != nil {
+		return fmt.Errorf("%w: %w", hwsource.ErrNotAvailable, t.bootErr)
+	}
+	return nil
 }
 
 // startIMA logs and extends the IMA measurements the kernel makes once the
@@ -165,11 +220,11 @@ func stepDigests(s step) []eventlog.Digest {
 // maxEventData is the most data TPM2_PCR_Event takes (TPM2B_EVENT).
 const maxEventData = 1024
 
-// boot extends the simulator's PCRs as firmware would. An event whose digest
+// extendBoot extends the simulator's PCRs as firmware would. An event whose digest
 // is the hash of its data goes in with TPM2_PCR_Event, so the TPM hashes the
 // data itself: if the log's digest were wrong, replay would not match. The
 // other events go in with TPM2_PCR_Extend and the log's digests.
-func (t *TPM) boot(steps []step) error {
+func (t *TPM) extendBoot(steps []step) error {
 	tpm := transport.FromReadWriter(t.sim)
 	for i, s := range steps {
 		if s.typ == eventlog.EvNoAction {
@@ -215,7 +270,7 @@ func (t *TPM) ReadLog(ctx context.Context) (hwsource.Log, error) {
 // Registers reads PCRs 0..23 of the SHA-1 and SHA-256 banks from the
 // simulator.
 func (t *TPM) Registers(ctx context.Context) (eventlog.Bank, error) {
-	if err := ctx.Err(); err != nil {
+	if err := t.Booted(ctx); err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
@@ -229,7 +284,7 @@ func (t *TPM) Registers(ctx context.Context) (eventlog.Bank, error) {
 
 // Extend extends a PCR with TPM2_PCR_Extend on the simulator.
 func (t *TPM) Extend(ctx context.Context, index uint32, digests []eventlog.Digest) error {
-	if err := ctx.Err(); err != nil {
+	if err := t.Booted(ctx); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -252,6 +307,10 @@ func (t *TPM) BootID(ctx context.Context) (string, error) {
 
 // Send runs one TPM command on the simulator: TPM is a go-tpm transport.TPM.
 func (t *TPM) Send(command []byte) ([]byte, error) {
+	<-t.booted // bounded: the boot is CPU work, and ends
+	if t.bootErr != nil {
+		return nil, t.bootErr
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.sim == nil {
@@ -262,6 +321,7 @@ func (t *TPM) Send(command []byte) ([]byte, error) {
 
 // Close stops the simulator, so another simulated TPM can start.
 func (t *TPM) Close() error {
+	<-t.booted // a boot under way ends first (CPU work), then is undone
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.sim == nil {

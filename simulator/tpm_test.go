@@ -73,7 +73,7 @@ func TestTPMReplayGivesPCRs(t *testing.T) {
 				t.Fatal(err)
 			}
 			// PCR 10 is the IMA list's (ima_test.go checks it).
-			imaList, err := ima.Parse(tpm.IMAList(), ima.Options{})
+			imaList, err := ima.Parse(imaListOf(t, tpm), ima.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,6 +136,72 @@ func TestTPMDeterministic(t *testing.T) {
 	if bytes.Equal(a, c) {
 		t.Errorf("seeds 3 and 4 gave the same log")
 	}
+}
+
+// TestStartTPM: StartTPM hands out the log before the simulator has
+// booted; what needs the simulator waits for the boot (and no longer than
+// its context), and then sees the same machine NewTPM boots. Closing during
+// the boot waits for it, and lets another simulated TPM start.
+func TestStartTPM(t *testing.T) {
+	ctx := context.Background()
+	want := newTPM(t, TPMConfig{Seed: 3})
+	wantPCRs, err := want.Registers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIMA := imaListOf(t, want)
+	want.Close()
+
+	tpm, err := StartTPM(TPMConfig{Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpm.Close()
+	l, err := tpm.ReadLog(ctx)
+	if err != nil || !bytes.Equal(l.Data, want.log) {
+		t.Fatalf("the log before the boot: %v, or other bytes than NewTPM's", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := tpm.Booted(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("Booted with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, err := tpm.Registers(cancelled); !errors.Is(err, context.Canceled) {
+		t.Errorf("Registers with a cancelled context: %v, want context.Canceled", err)
+	}
+	pcrs, err := tpm.Registers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, alg := range tpmAlgs {
+		for _, i := range hwsource.PCClientPCRs {
+			if !bytes.Equal(pcrs.Get(alg, i), wantPCRs.Get(alg, i)) {
+				t.Errorf("%s PCR%d after StartTPM's boot differs from NewTPM's", alg, i)
+			}
+		}
+	}
+	if !bytes.Equal(imaListOf(t, tpm), wantIMA) {
+		t.Error("the IMA list after StartTPM's boot differs from NewTPM's")
+	}
+
+	booting, err := StartTPM(TPMConfig{Seed: 4, Events: 3000})
+	if !errors.Is(err, ErrSimulatorBusy) {
+		t.Fatalf("StartTPM while another is open: %v, want ErrSimulatorBusy", err)
+	}
+	tpm.Close()
+	if booting, err = StartTPM(TPMConfig{Seed: 4, Events: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := booting.Close(); err != nil { // during the boot of 3,000 events
+		t.Fatal(err)
+	}
+	if err := booting.Booted(ctx); err != nil {
+		t.Errorf("Booted after Close: %v (the boot had finished)", err)
+	}
+	if _, err := booting.Registers(ctx); !errors.Is(err, hwsource.ErrNotAvailable) {
+		t.Errorf("Registers after Close: %v, want ErrNotAvailable", err)
+	}
+	newTPM(t, TPMConfig{Seed: 5}).Close()
 }
 
 // TestTPMSingleton: the go-tpm-tools simulator's Get blocks while another

@@ -167,33 +167,28 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 		if err != nil {
 			return nil, nil, fmt.Errorf("--sim-kernel: %w", err)
 		}
-		// Both logs are made at once: each takes milliseconds (tens for a
-		// 1 MiB TDX log), and the server listens only once both are made.
-		type made struct {
-			tpm *simulator.TPM
-			err error
-		}
-		tpmMade := make(chan made, 1)
-		go func() {
-			tpm, err := simulator.NewTPM(c.simTPM)
-			tpmMade <- made{tpm, err}
-		}()
+		// The simulated TPM boots in the background: the server listens
+		// once the TDX log is made, and what needs the TPM's PCRs waits.
+		tpm, tpmErr := simulator.StartTPM(c.simTPM)
 		tdx, err := simulator.NewTDX(c.simTDX)
-		m := <-tpmMade
 		if err != nil {
-			if m.err == nil {
-				m.tpm.Close()
+			if tpmErr == nil {
+				tpm.Close()
 			}
 			return nil, nil, err
 		}
 		srcs := map[eventlogpb.CATEGORY]hwsource.Source{eventlogpb.CATEGORY_TDX_EVENTLOG: tdx.OnKernel(kernel)}
-		tpm, err := m.tpm, m.err
-		if err != nil {
+		if tpmErr != nil {
 			// The TDX simulation is pure Go and still serves; TPM requests
 			// answer FAILED_PRECONDITION.
-			logger.Error("simulated TPM unavailable", "err", err)
+			logger.Error("simulated TPM unavailable", "err", tpmErr)
 			return srcs, func() {}, nil
 		}
+		go func() {
+			if err := tpm.Booted(context.Background()); err != nil { // the boot ends: CPU work
+				logger.Error("simulated TPM failed to boot: its PCRs, extends and IMA list are unavailable", "err", err)
+			}
+		}()
 		srcs[eventlogpb.CATEGORY_TPM_EVENTLOG] = tpm
 		return srcs, func() { tpm.Close() }, nil
 	}
