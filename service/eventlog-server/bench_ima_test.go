@@ -95,7 +95,7 @@ func startFloorProcess(b *testing.B, setup func(*exec.Cmd)) *serverProcess {
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
 	s := &serverProcess{socket: filepath.Join(dir, "floor.sock")}
-	s.cmd = exec.Command(os.Args[0])
+	s.cmd = serverCommand(b)
 	s.cmd.Env = append(os.Environ(), floorServerEnv+"="+s.socket)
 	setup(s.cmd)
 	if err := s.cmd.Start(); err != nil {
