@@ -1,6 +1,7 @@
 package containerid
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ var ErrOtherPIDNamespace = errors.New("the calling process is not in the contain
 // namespace, so a stopped container (whose namespace dies with its first
 // process) is asked about again. What the cache saves is the runtime round
 // trip for a container that records many events in a row; the cgroup checks
-// still run on every request.
+// run again whenever Recheck tells again.
 const initTTL = 10 * time.Second
 
 // maxInitCache bounds the cache: one entry per container that called
@@ -76,14 +77,58 @@ func NewIdentifier(node *Node, procRoot string, rt Runtime) *Identifier {
 // (Docker's, Podman's) are not the CRI runtime's to confirm: their
 // root-owned cgroups are what tells them.
 func (id *Identifier) Identify(ctx context.Context, pid int) (Container, error) {
-	c, err := id.node.Identify(id.procRoot, pid)
+	told, err := id.Recheck(ctx, pid, Identity{})
+	return told.Container, err
+}
+
+// RecheckAfter is how long an Identity holds for Recheck while its
+// process's cgroup file reads the same.
+//
+// What was told holds while the process runs in the same cgroups: a
+// running process changes cgroup only when moved, which the cgroup file
+// shows at once, and a move into another container's cgroup takes writing
+// a root-owned cgroup.procs (cgroup v2: of the two cgroups' common
+// ancestor), that is, root; its PID namespace, which the runtime's check
+// compares, is its own for life. What the cgroup file does not show is
+// root changing the owners of the cgroups' directories, or a container
+// removed and made again under the same name: telling again after
+// RecheckAfter bounds how long that could go unseen.
+const RecheckAfter = time.Second
+
+// Identity is a process's container as Identify told it, with what it was
+// told from, for Recheck.
+type Identity struct {
+	Container
+	cgroups []byte    // the process's cgroup file
+	at      time.Time // when the file was read
+}
+
+// Recheck is Identify for a process last told as last (the zero Identity
+// when never). When its cgroup file reads as it did then, less than
+// RecheckAfter ago, last holds and nothing else is read: a container that
+// records in a loop is told from one read a second, not from a dozen
+// syscalls and a runtime check a record. last must be this very process's:
+// the caller of a connection whose peer still runs (peercred.AuthInfo.Alive),
+// never another process that got the same pid.
+func (id *Identifier) Recheck(ctx context.Context, pid int, last Identity) (Identity, error) {
+	now := time.Now()
+	b, path, err := readCgroupFile(id.procRoot, pid)
 	if err != nil {
-		return c, err
+		return Identity{}, err
 	}
-	if id.rt == nil || !c.FromKubelet() {
-		return c, nil
+	if last.cgroups != nil && now.Sub(last.at) < RecheckAfter && bytes.Equal(b, last.cgroups) {
+		return last, nil
 	}
-	return c, id.confirm(ctx, c.ID, pid)
+	c, err := id.node.identify(b)
+	if err != nil {
+		return Identity{}, fmt.Errorf("process %d (%s): %w", pid, path, err)
+	}
+	if id.rt != nil && c.FromKubelet() {
+		if err := id.confirm(ctx, c.ID, pid); err != nil {
+			return Identity{}, err
+		}
+	}
+	return Identity{Container: c, cgroups: b, at: now}, nil
 }
 
 // pidNamespace is the PID namespace of process pid. Reading another

@@ -49,6 +49,26 @@ type AuthInfo struct {
 	// closed is set when the connection, and with it pidfd, is closed:
 	// polling a closed os.File fails with an error os does not export.
 	closed atomic.Bool
+
+	noteMu sync.Mutex
+	note   any // Remember's value
+}
+
+// Remember keeps v with the connection: what the server found out about its
+// peer (its container), for Recall on the connection's later requests. The
+// peer is one process for the connection's life, which Alive checks; how
+// long v holds is the rememberer's to say.
+func (a *AuthInfo) Remember(v any) {
+	a.noteMu.Lock()
+	defer a.noteMu.Unlock()
+	a.note = v
+}
+
+// Recall returns what Remember kept, if anything.
+func (a *AuthInfo) Recall() (any, bool) {
+	a.noteMu.Lock()
+	defer a.noteMu.Unlock()
+	return a.note, a.note != nil
 }
 
 // AuthType implements credentials.AuthInfo.

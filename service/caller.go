@@ -77,9 +77,13 @@ func (s *Service) identify(ctx context.Context) (*caller, error) {
 	if a.PID == 0 {
 		return nil, s.refuse(a, fmt.Errorf("the calling process (uid %d) runs in a PID namespace this server cannot see, so its container cannot be told: run the server in the host's PID namespace (hostPID: true)", a.UID))
 	}
-	ctr, err := containerid.Container{}, s.identOff
+	told, err := containerid.Identity{}, s.identOff
 	if s.ident != nil {
-		ctr, err = s.ident.Identify(ctx, a.PID)
+		// The connection's peer is one process for the connection's life:
+		// what was told of it on an earlier request may still hold.
+		last, _ := a.Recall()
+		prev, _ := last.(containerid.Identity)
+		told, err = s.ident.Recheck(ctx, a.PID, prev)
 	}
 	// Only now is it known that what was read belongs to the caller: its
 	// pid cannot have been reused while it still runs.
@@ -88,7 +92,8 @@ func (s *Service) identify(ctx context.Context) (*caller, error) {
 	}
 	switch {
 	case err == nil:
-		return &caller{pid: a.PID, uid: a.UID, gid: a.GID, container: ctr}, nil
+		a.Remember(told)
+		return &caller{pid: a.PID, uid: a.UID, gid: a.GID, container: told.Container}, nil
 	case errors.Is(err, containerid.ErrNotInContainer):
 		err = fmt.Errorf("container-level (SAAS) event logs belong to containers, and the calling process is in none: %w", err)
 	case errors.Is(err, fs.ErrNotExist) && !errors.Is(err, containerid.ErrCannotCheck):
