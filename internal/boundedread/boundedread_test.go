@@ -1,6 +1,7 @@
 package boundedread_test
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"net"
@@ -161,6 +162,7 @@ func TestRefusesOversizedFileWithoutReadingIt(t *testing.T) {
 func TestReadsKernelAttributes(t *testing.T) {
 	for _, path := range []string{
 		"/proc/self/cgroup",              // procfs: size 0
+		"/proc/self/status",              // procfs: size 0, over 1 KiB: read in more than one buffer
 		"/sys/devices/system/cpu/online", // sysfs: size 4096, a few bytes
 	} {
 		fi, err := os.Stat(path)
@@ -171,6 +173,9 @@ func TestReadsKernelAttributes(t *testing.T) {
 		b, err := boundedread.ReadFile(path, 4096)
 		if err != nil || len(b) == 0 {
 			t.Errorf("%s (stat size %d): %d bytes, %v", path, fi.Size(), len(b), err)
+		}
+		if path == "/proc/self/status" && (len(b) < 1024 || !bytes.HasPrefix(b, []byte("Name:")) || !bytes.HasSuffix(b, []byte("\n"))) {
+			t.Errorf("%s: %d bytes, not the whole file: %q", path, len(b), b)
 		}
 		if fi.Size() == 4096 && len(b) == 4096 {
 			t.Errorf("%s: read its stat size, not its content", path)
