@@ -184,12 +184,12 @@ func TestStartTPM(t *testing.T) {
 		t.Error("the IMA list after StartTPM's boot differs from NewTPM's")
 	}
 
-	booting, err := StartTPM(TPMConfig{Seed: 4, Events: 3000})
-	if !errors.Is(err, ErrSimulatorBusy) {
+	if _, err := StartTPM(TPMConfig{Seed: 4, Events: 3000}); !errors.Is(err, ErrSimulatorBusy) {
 		t.Fatalf("StartTPM while another is open: %v, want ErrSimulatorBusy", err)
 	}
 	tpm.Close()
-	if booting, err = StartTPM(TPMConfig{Seed: 4, Events: 3000}); err != nil {
+	booting, err := StartTPM(TPMConfig{Seed: 4, Events: 3000})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := booting.Close(); err != nil { // during the boot of 3,000 events
