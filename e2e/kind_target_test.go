@@ -373,13 +373,24 @@ func (s *kindServer) Restart(context.Context) {
 func (s *kindServer) selector() string { return "app.kubernetes.io/instance=" + s.rel.Release }
 
 // Logs returns the logs of the release's pods, init container included.
-func (s *kindServer) Logs() string {
-	out, err := s.t.kubectlCmd(context.Background(), nil, "-n", s.rel.Namespace, "logs", "-l", s.selector(),
-		"--all-containers", "--prefix", "--tail=-1")
-	if err != nil {
-		return fmt.Sprintf("(cannot get the server's logs: %v)\n%s", err, out)
+// The API server may still say the server's container is waiting to start
+// when it already answers (the kubelet reports its start a little later):
+// kubectl refuses then, and is asked again, for up to 30 s.
+func (s *kindServer) Logs() string { return s.logs(30 * time.Second) }
+
+// logs returns the logs of the release's pods, asking again for up to
+// patience while kubectl says a container is waiting to start.
+func (s *kindServer) logs(patience time.Duration) string {
+	for deadline := time.Now().Add(patience); ; time.Sleep(500 * time.Millisecond) {
+		out, err := s.t.kubectlCmd(context.Background(), nil, "-n", s.rel.Namespace, "logs", "-l", s.selector(),
+			"--all-containers", "--prefix", "--tail=-1")
+		if err == nil {
+			return out
+		}
+		if !strings.Contains(err.Error(), "is waiting to start") || time.Now().After(deadline) {
+			return fmt.Sprintf("(cannot get the server's logs: %v)\n%s", err, out)
+		}
 	}
-	return out
 }
 
 // describe is what explains a pod that does not serve: kubectl describe
@@ -391,7 +402,8 @@ func (s *kindServer) describe() string {
 		desc += err.Error()
 	}
 	prev, _ := s.t.kubectlCmd(ctx, nil, "-n", s.rel.Namespace, "logs", "-l", s.selector(), "--all-containers", "--prefix", "--previous")
-	return fmt.Sprintf("kubectl describe:\n%s\nlogs:\n%s\nlogs of the previous instance:\n%s", desc, s.Logs(), prev)
+	// A pod that failed may never start its server: its logs as they are.
+	return fmt.Sprintf("kubectl describe:\n%s\nlogs:\n%s\nlogs of the previous instance:\n%s", desc, s.logs(0), prev)
 }
 
 // kindPod is what the suite reads of a pod's status.
