@@ -33,7 +33,7 @@ import (
 // kept for their lifetime and removed after it.
 const lifecycleFileLifetime = 20 * time.Second
 
-var _ = Describe("The chart's lifecycle on a kind cluster", Label("kind"), Ordered, func() {
+var _ = Describe("The chart's lifecycle on a kind cluster", Label("kind"), Ordered, SpecPriority(kindSpecPriority), func() {
 	var (
 		t    *kindTarget
 		srv  *kindServer

@@ -35,7 +35,7 @@ func (s upstreamPodServer) LocalPath(dataLoc string) string {
 
 const upstreamOutputDir = "/run/ccnp-eventlog"
 
-var _ = Describe("Upstream's plain manifests on a kind cluster", Label("kind"), func() {
+var _ = Describe("Upstream's plain manifests on a kind cluster", Label("kind"), SpecPriority(kindSpecPriority), func() {
 	It("keep this image Ready: no arguments, the grpc_health_probe exec probes", func(ctx SpecContext) {
 		if inUserAppPod() {
 			Skip("runs outside the cluster")
