@@ -52,9 +52,23 @@ FAKEHOST_TREE=/var/lib/ccnp-e2e/fakehost
 SERVER_REPO=ccnp-eventlog-server
 E2E_REPO=ccnp-eventlog-e2e
 
-# Go tools are pinned in tools/go.mod.
-kind() { go tool -modfile="${REPO_ROOT}/tools/go.mod" kind "$@"; }
-helm() { go tool -modfile="${REPO_ROOT}/tools/go.mod" helm "$@"; }
+# Go tools are pinned in tools/go.mod. Each is looked up once (go tool -n
+# prints its executable, built and cached by Go) and then run directly:
+# every `go tool` run costs 1-3 s of Go's own start-up on a loaded 2-core
+# machine. resolve_tools looks both up in the calling shell and exports
+# them, so that the pipelines and scripts it runs reuse them.
+resolve_tools() {
+	if [[ -z "${KIND_EXE:-}" ]]; then
+		KIND_EXE="$(go tool -modfile="${REPO_ROOT}/tools/go.mod" -n kind)" || die "go tool -n kind failed"
+		export KIND_EXE
+	fi
+	if [[ -z "${HELM_EXE:-}" ]]; then
+		HELM_EXE="$(go tool -modfile="${REPO_ROOT}/tools/go.mod" -n helm)" || die "go tool -n helm failed"
+		export HELM_EXE
+	fi
+}
+kind() { resolve_tools && "${KIND_EXE}" "$@"; }
+helm() { resolve_tools && "${HELM_EXE}" "$@"; }
 
 # Builds share two cores with other work.
 build_nice() { nice -n 10 "$@"; }

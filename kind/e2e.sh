@@ -52,6 +52,7 @@ run_suite() {
 
 main() {
 	trap on_exit EXIT
+	resolve_tools # once, for kind/up.sh and kind/dump.sh too
 	kind/up.sh
 	run_suite "$@"
 }
