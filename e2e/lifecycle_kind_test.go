@@ -30,8 +30,11 @@ import (
 
 // lifecycleFileLifetime is the release's --min-file-lifetime and
 // --max-file-age: short, so that the upgrade spec sees handed-out files
-// kept for their lifetime and removed after it.
-const lifecycleFileLifetime = 20 * time.Second
+// kept for their lifetime and removed after it; yet longer than the upgrade
+// takes on a loaded 2-core machine (40 s seen at load 20), so that the
+// files handed out before it are still within their lifetime when the new
+// pod serves, and show that it kept them.
+const lifecycleFileLifetime = 60 * time.Second
 
 var _ = Describe("The chart's lifecycle on a kind cluster", Label("kind"), Ordered, SpecPriority(kindSpecPriority), func() {
 	var (
@@ -204,6 +207,8 @@ var _ = Describe("The chart's lifecycle on a kind cluster", Label("kind"), Order
 
 		// The files handed out before the upgrade: readable, unchanged, for
 		// their minimum lifetime; then the new server removes them.
+		Expect(time.Since(handouts[0].at)).To(BeNumerically("<", lifecycleFileLifetime-time.Second),
+			"the upgrade took so long that the files handed out before it are past their lifetime: they cannot show that the new pod kept them")
 		for _, h := range handouts {
 			Expect(os.ReadFile(srv.LocalPath(h.loc))).To(Equal(h.content), "%s, handed out before the upgrade", h.loc)
 		}
