@@ -152,15 +152,20 @@ var _ = Describe("The chart's lifecycle on a kind cluster", Label("kind"), Order
 		upgradeAt := time.Now()
 		repo, tag, _ := strings.Cut(t.dep.NextServerImage, ":")
 		srv.helmUpgrade(ctx, "image.repository="+repo, "image.tag="+tag)
+		// kubectl rollout status watches the DaemonSet until its pods run
+		// the new template and are available: one process, where looking
+		// at the pods every 250 ms ran kubectl without pause, taking CPU
+		// from the rollout it timed.
+		notRolled := func() string { return "the DaemonSet did not roll to the new image\n" + srv.describe() }
+		_, err := t.kubectlCmd(ctx, nil, "-n", srv.rel.Namespace, "rollout", "status", "daemonset/"+srv.rel.DaemonSet, "--timeout=2m")
+		Expect(err).NotTo(HaveOccurred(), notRolled)
 		Eventually(ctx, func(g Gomega) {
 			pods := srv.pods(ctx)
 			g.Expect(pods).To(HaveLen(1))
 			g.Expect(pods[0].Metadata.UID).NotTo(Equal(oldPods[0].Metadata.UID))
 			g.Expect(pods[0].failure()).To(BeEmpty())
 			g.Expect(pods[0].ready()).To(BeTrue())
-		}).WithTimeout(2*time.Minute).WithPolling(250*time.Millisecond).Should(Succeed(), func() string {
-			return "the DaemonSet did not roll to the new image\n" + srv.describe()
-		})
+		}).WithTimeout(30*time.Second).WithPolling(time.Second).Should(Succeed(), notRolled)
 		readyAt := time.Now()
 		image := t.mustKubectl(ctx, "-n", srv.rel.Namespace, "get", "pods", "-l", srv.selector(), "-o",
 			`jsonpath={.items[0].spec.containers[?(@.name=="eventlog-server")].image}`)
@@ -178,7 +183,7 @@ var _ = Describe("The chart's lifecycle on a kind cluster", Label("kind"), Order
 			}
 			return readJSONFile(ctlFile(clientResultFile), &res)
 		}).WithTimeout(time.Minute).WithPolling(500*time.Millisecond).Should(Succeed(), "the client pod wrote no result")
-		Eventually(ctx, func() string { return t.podPhase(ctx, clientsNS, pod) }).WithTimeout(time.Minute).Should(Equal("Succeeded"))
+		Eventually(ctx, func() string { return t.podPhase(ctx, clientsNS, pod) }).WithTimeout(time.Minute).WithPolling(500 * time.Millisecond).Should(Equal("Succeeded"))
 		gaps := socketGaps()
 		hostStats := host.snapshot()
 
