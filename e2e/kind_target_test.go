@@ -101,12 +101,15 @@ func newKindTarget(bin binaries) (Target, error) {
 	if t.kubectl, err = exec.LookPath("kubectl"); err != nil {
 		return nil, fmt.Errorf("the kind target needs kubectl in PATH: %w", err)
 	}
-	// `go tool -n` prints the pinned helm's executable, built once.
-	out, err := exec.Command("go", "tool", "-modfile="+filepath.Join(bin.ModuleRoot, "tools", "go.mod"), "-n", "helm").Output()
-	if err != nil {
-		return nil, fmt.Errorf("go tool -n helm: %w", err)
+	// `go tool -n` prints the pinned helm's executable, built once;
+	// kind/e2e.sh has looked it up already and says so in E2E_HELM.
+	if t.helm = os.Getenv("E2E_HELM"); t.helm == "" {
+		out, err := exec.Command("go", "tool", "-modfile="+filepath.Join(bin.ModuleRoot, "tools", "go.mod"), "-n", "helm").Output()
+		if err != nil {
+			return nil, fmt.Errorf("go tool -n helm: %w", err)
+		}
+		t.helm = strings.TrimSpace(string(out))
 	}
-	t.helm = strings.TrimSpace(string(out))
 	var id [2]byte
 	_, _ = rand.Read(id[:])
 	// make e2e runs the suite in parallel processes: each names its own.

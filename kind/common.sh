@@ -6,7 +6,7 @@
 #   KIND_CLUSTER_NAME  the cluster's name                  (ccnp-eventlog-e2e)
 #   KIND_NODE_IMAGE    the node image                      (DEFAULT_NODE_IMAGE below)
 #   E2E_DEPLOY_TIMEOUT seconds a DaemonSet may take to roll out (120)
-#   E2E_PROCS          parallel processes of the suite (3)
+#   E2E_PROCS          parallel processes of the suite (4)
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -19,7 +19,11 @@ DEFAULT_NODE_IMAGE="kindest/node:v1.37.0@sha256:a1ed56cfb0e7b93589bdf97c8cd56640
 KIND_CLUSTER_NAME="${KIND_CLUSTER_NAME:-ccnp-eventlog-e2e}"
 KIND_NODE_IMAGE="${KIND_NODE_IMAGE:-${DEFAULT_NODE_IMAGE}}"
 E2E_DEPLOY_TIMEOUT="${E2E_DEPLOY_TIMEOUT:-120}"
-E2E_PROCS="${E2E_PROCS:-3}"
+# Four: the suite's time is the cluster's CPU (about 5 CPU-seconds per
+# release installed and removed) and its waits (pods starting, 30 s probe
+# watches, a rolling upgrade); a fourth process fills the waits (a warm
+# run at load 22: suite 246 s with four, 299 s with three).
+E2E_PROCS="${E2E_PROCS:-4}"
 
 # Everything the scripts write is under build/kind (gitignored):
 #   kubeconfig   the cluster's kubeconfig (~/.kube/config is left alone)
