@@ -150,18 +150,43 @@ func binDir(root string, race bool) (dir string, keep bool) {
 	if race {
 		flavour = "race"
 	}
-	dir = filepath.Join(shortTempRoot(), fmt.Sprintf("ccnp-e2e-bin-%d-%x-%s", os.Geteuid(), sum[:6], flavour))
-	err := os.Mkdir(dir, 0o755)
-	if err == nil || errors.Is(err, fs.ErrExist) {
-		fi, err := os.Lstat(dir)
-		if err == nil && fi.IsDir() && fi.Mode().Perm()&0o022 == 0 {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Geteuid() {
-				return dir, true
-			}
-		}
+	parent := shortTempRoot()
+	dir = filepath.Join(parent, fmt.Sprintf("ccnp-e2e-bin-%d-%x-%s", os.Geteuid(), sum[:6], flavour))
+	why := reusable(parent, dir)
+	if why == "" {
+		return dir, true
 	}
-	GinkgoWriter.Printf("not reusing %s (not a directory of uid %d that only it may write to): building into a new one\n", dir, os.Geteuid())
-	return mkdirTemp(shortTempRoot(), "ccnp-e2e-bin-"), false
+	GinkgoWriter.Printf("not reusing %s (%s): building into a new directory\n", dir, why)
+	return mkdirTemp(parent, "ccnp-e2e-bin-"), false
+}
+
+// reusable makes dir in parent if it is not there, and says why it may not
+// be used, or "" if it may.
+func reusable(parent, dir string) string {
+	pfi, err := os.Stat(parent)
+	switch {
+	case err != nil:
+		return err.Error()
+	case pfi.Mode().Perm()&0o022 != 0 && pfi.Mode()&fs.ModeSticky == 0:
+		return parent + " is writable by others and not sticky: they could swap the directory"
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err.Error()
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err.Error()
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return "not a directory: " + fi.Mode().String()
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Sprintf("not owned by uid %d", os.Geteuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return "writable by others: " + fi.Mode().String()
+	}
+	return ""
 }
 
 // shortTempRoot is where the suite makes its directories: the system's
