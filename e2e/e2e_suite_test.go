@@ -9,12 +9,16 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,8 +43,10 @@ type binaries struct {
 	FakeHost string
 	// GRPCurl is the grpcurl pinned in tools/go.mod.
 	GRPCurl string
-	// Dir holds them; it is removed after the suite.
-	Dir string
+	// Dir holds them. KeepDir: it is kept for the next run (binDir);
+	// otherwise it is removed after the suite.
+	Dir     string
+	KeepDir bool
 	// ModuleRoot is the checkout they were built from.
 	ModuleRoot string
 }
@@ -69,7 +75,7 @@ var _ = SynchronizedBeforeSuite(func() []byte {
 })
 
 var _ = SynchronizedAfterSuite(func() {}, func() {
-	if bin.Dir != "" {
+	if bin.Dir != "" && !bin.KeepDir {
 		Expect(os.RemoveAll(bin.Dir)).To(Succeed())
 	}
 })
@@ -81,26 +87,22 @@ func orNone(s []string) string {
 	return strings.Join(s, "; ")
 }
 
-// buildBinaries builds the server, fakehost and grpcurl into a new
-// directory. The server is built with the race detector unless E2E_RACE=0
-// or cgo is off (the race detector needs it).
+// buildBinaries builds the server, fakehost and grpcurl (binDir says
+// where). The server is built with the race detector unless E2E_RACE=0 or
+// cgo is off (the race detector needs it).
 func buildBinaries() binaries {
 	GinkgoHelper()
 	root, err := filepath.Abs("..")
 	Expect(err).NotTo(HaveOccurred())
 	Expect(filepath.Join(root, "go.mod")).To(BeAnExistingFile(), "the suite runs from e2e/ in the checkout")
-	dir := mkdirTemp(shortTempRoot(), "ccnp-e2e-bin-")
-	b := binaries{
-		Server:     filepath.Join(dir, "eventlog-server"),
-		FakeHost:   filepath.Join(dir, "fakehost"),
-		GRPCurl:    filepath.Join(dir, "grpcurl"),
-		Dir:        dir,
-		ModuleRoot: root,
-	}
+	b := binaries{ModuleRoot: root}
 	cgo, err := exec.Command("go", "env", "CGO_ENABLED").Output()
 	Expect(err).NotTo(HaveOccurred())
 	b.Cgo = strings.TrimSpace(string(cgo)) == "1"
 	b.Race = os.Getenv("E2E_RACE") != "0" && b.Cgo
+	dir, keep := binDir(root, b.Race)
+	b.Server, b.FakeHost, b.GRPCurl = filepath.Join(dir, "eventlog-server"), filepath.Join(dir, "fakehost"), filepath.Join(dir, "grpcurl")
+	b.Dir, b.KeepDir = dir, keep
 
 	args := []string{"build", "-o", dir + "/"}
 	if b.Race {
@@ -130,6 +132,61 @@ func buildBinaries() binaries {
 	// The local target may run the server as another user.
 	Expect(os.Chmod(dir, 0o755)).To(Succeed())
 	return b
+}
+
+// binDir returns the directory the suite builds its programs into: one of
+// this uid's in the temporary directory, named after the checkout and
+// whether the server has the race detector, and kept between runs, so that
+// go build finds the programs up to date and links nothing (on two cores
+// linking them takes 10-15 s, which every parallel process waits for).
+// It is used only if it is this uid's directory, not a link, that nobody
+// else may write to (the temporary directory is sticky, so nobody else can
+// swap it afterwards); otherwise the programs go to a new directory,
+// removed after the suite (keep false).
+func binDir(root string, race bool) (dir string, keep bool) {
+	GinkgoHelper()
+	sum := sha256.Sum256([]byte(root))
+	flavour := "norace"
+	if race {
+		flavour = "race"
+	}
+	parent := shortTempRoot()
+	dir = filepath.Join(parent, fmt.Sprintf("ccnp-e2e-bin-%d-%x-%s", os.Geteuid(), sum[:6], flavour))
+	why := reusable(parent, dir)
+	if why == "" {
+		return dir, true
+	}
+	GinkgoWriter.Printf("not reusing %s (%s): building into a new directory\n", dir, why)
+	return mkdirTemp(parent, "ccnp-e2e-bin-"), false
+}
+
+// reusable makes dir in parent if it is not there, and says why it may not
+// be used, or "" if it may.
+func reusable(parent, dir string) string {
+	pfi, err := os.Stat(parent)
+	switch {
+	case err != nil:
+		return err.Error()
+	case pfi.Mode().Perm()&0o022 != 0 && pfi.Mode()&fs.ModeSticky == 0:
+		return parent + " is writable by others and not sticky: they could swap the directory"
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err.Error()
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err.Error()
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return "not a directory: " + fi.Mode().String()
+	case !ok || int(st.Uid) != os.Geteuid():
+		return fmt.Sprintf("not owned by uid %d", os.Geteuid())
+	case fi.Mode().Perm()&0o022 != 0:
+		return "writable by others: " + fi.Mode().String()
+	}
+	return ""
 }
 
 // shortTempRoot is where the suite makes its directories: the system's

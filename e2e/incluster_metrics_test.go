@@ -18,9 +18,6 @@ import (
 // binary run with --ginkgo.label-filter=metrics-scraper and the DaemonSet
 // pod's metrics URL in E2E_METRICS_URL. (The suite outside the cluster
 // cannot reach pod IPs.)
-//
-// Written for `make e2e`; not run by the author of this file (kind was not
-// run), only compiled.
 
 const (
 	metricsScraperLabel = "metrics-scraper"
@@ -29,61 +26,58 @@ const (
 	chartMetricsPort = 9464
 )
 
-// Serial: it scrapes the pod of the preinstalled simulated release, which
-// "comes back when its pod is deleted" (incluster_test.go) replaces; in
-// parallel with it the pod's IP can vanish mid-scrape (seen with 4 processes).
-var _ = Describe("Metrics of the chart deployed on a kind cluster", Label("kind", "metrics"), Serial, func() {
-	It("are scraped by another pod at the DaemonSet pod's IP and metrics port: counts move, every simulated register matches", func(ctx SpecContext) {
-		if inUserAppPod() {
-			Skip("runs outside the cluster")
-		}
-		t := kindOnly()
-		sim := t.release(ctx, t.dep.Releases.Simulated)
-		pods := sim.pods(ctx)
-		Expect(pods).To(HaveLen(1))
-		podIP := strings.TrimSpace(t.mustKubectl(ctx, "-n", sim.rel.Namespace, "get", "pod", pods[0].Metadata.Name, "-o", "jsonpath={.status.podIP}"))
-		Expect(podIP).NotTo(BeEmpty())
-		host := podIP
-		if strings.Contains(host, ":") {
-			host = "[" + host + "]"
-		}
-		url := fmt.Sprintf("http://%s:%d/metrics", host, chartMetricsPort)
-		// Requests the scraper must see counted: it checks at least this many.
-		client := newClient(sim)
-		for range 3 {
-			mustGetEventlog(ctx, client, request(tdx, 0, 0, ccnpJSON))
-		}
+// expectMetricsScraped runs the scraper's Job against the pod of sim, the
+// release eventlog-server. It is a spec of the in-cluster container
+// (incluster_test.go), which is Ordered, so that it never runs while
+// "comes back when its pod is deleted" replaces that pod (its IP vanished
+// mid-scrape when this was a spec of its own run in parallel), without
+// waiting, as a Serial spec would, until every other spec is done.
+func expectMetricsScraped(ctx context.Context, t *kindTarget, sim *kindServer) {
+	GinkgoHelper()
+	pods := sim.pods(ctx)
+	Expect(pods).To(HaveLen(1))
+	podIP := strings.TrimSpace(t.mustKubectl(ctx, "-n", sim.rel.Namespace, "get", "pod", pods[0].Metadata.Name, "-o", "jsonpath={.status.podIP}"))
+	Expect(podIP).NotTo(BeEmpty())
+	host := podIP
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	url := fmt.Sprintf("http://%s:%d/metrics", host, chartMetricsPort)
+	// Requests the scraper must see counted: it checks at least this many.
+	client := newClient(sim)
+	for range 3 {
+		mustGetEventlog(ctx, client, request(tdx, 0, 0, ccnpJSON))
+	}
 
-		ns := "ccnp-e2e-metrics-" + t.run
-		t.mustKubectl(ctx, "create", "namespace", ns)
-		DeferCleanup(func(ctx context.Context) {
-			if CurrentSpecReport().Failed() {
-				GinkgoWriter.Printf("namespace %s is kept, to look at\n", ns)
-				return
-			}
-			t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
-		})
-		var job strings.Builder
-		Expect(metricsScraperJob.Execute(&job, map[string]any{
-			"Namespace": ns, "Image": t.dep.UserImage, "Label": metricsScraperLabel, "AppEnv": userAppEnv,
-			"URLEnv": metricsURLEnv, "URL": url, "UID": nobody,
-		})).To(Succeed())
-		_, err := t.kubectlCmd(ctx, []byte(job.String()), "apply", "-f", "-")
-		Expect(err).NotTo(HaveOccurred())
-
-		var succeeded, failed int
-		Eventually(ctx, func(g Gomega) {
-			out := t.mustKubectl(ctx, "-n", ns, "get", "job", "metrics-scraper", "-o", `jsonpath={.status.succeeded} {.status.failed}`)
-			_, _ = fmt.Sscan(out, &succeeded, &failed)
-			g.Expect(succeeded + failed).To(BeNumerically(">", 0))
-		}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), "the scraper's Job did not finish")
-		logs := t.mustKubectl(ctx, "-n", ns, "logs", "job/metrics-scraper")
-		GinkgoWriter.Printf("the scraper's log:\n%s\n", logs)
-		Expect(succeeded).To(Equal(1), "the scraper failed; its log:\n%s", logs)
-		Expect(logs).To(ContainSubstring("Ran 1 of "))
-		Expect(logs).To(ContainSubstring("SUCCESS!"))
+	ns := "ccnp-e2e-metrics-" + t.run
+	t.mustKubectl(ctx, "create", "namespace", ns)
+	DeferCleanup(func(ctx context.Context) {
+		if CurrentSpecReport().Failed() {
+			GinkgoWriter.Printf("namespace %s is kept, to look at\n", ns)
+			return
+		}
+		t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
 	})
-})
+	var job strings.Builder
+	Expect(metricsScraperJob.Execute(&job, map[string]any{
+		"Namespace": ns, "Image": t.dep.UserImage, "Label": metricsScraperLabel, "AppEnv": userAppEnv,
+		"URLEnv": metricsURLEnv, "URL": url, "UID": nobody,
+	})).To(Succeed())
+	_, err := t.kubectlCmd(ctx, []byte(job.String()), "apply", "-f", "-")
+	Expect(err).NotTo(HaveOccurred())
+
+	var succeeded, failed int
+	Eventually(ctx, func(g Gomega) {
+		out := t.mustKubectl(ctx, "-n", ns, "get", "job", "metrics-scraper", "-o", `jsonpath={.status.succeeded} {.status.failed}`)
+		_, _ = fmt.Sscan(out, &succeeded, &failed)
+		g.Expect(succeeded + failed).To(BeNumerically(">", 0))
+	}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), "the scraper's Job did not finish")
+	logs := t.mustKubectl(ctx, "-n", ns, "logs", "job/metrics-scraper")
+	GinkgoWriter.Printf("the scraper's log:\n%s\n", logs)
+	Expect(succeeded).To(Equal(1), "the scraper failed; its log:\n%s", logs)
+	Expect(logs).To(ContainSubstring("Ran 1 of "))
+	Expect(logs).To(ContainSubstring("SUCCESS!"))
+}
 
 // The scraper, in its pod: it reaches the server only over the pod network.
 var _ = Describe("A pod scraping the server's metrics", Label(metricsScraperLabel), func() {

@@ -26,6 +26,9 @@ import (
 // under a client, its probes, and the plain manifests against the API
 // server.
 
+// kindSpecPriority is the SpecPriority of the longest kind-only containers.
+const kindSpecPriority = 10
+
 // kindOnly returns the kind target, or skips the spec.
 func kindOnly() *kindTarget {
 	GinkgoHelper()
@@ -36,7 +39,10 @@ func kindOnly() *kindTarget {
 	return t
 }
 
-var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered, func() {
+// SpecPriority: the kind-only containers are the suite's longest (pods,
+// Jobs, 30 s probe watches, a rolling upgrade); started first, they run
+// beside the short specs instead of after them, alone.
+var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered, SpecPriority(kindSpecPriority), func() {
 	var (
 		t    *kindTarget
 		sim  *kindServer // release eventlog-server: simulated hardware
@@ -171,6 +177,11 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 			Expect(w.restarts).To(BeZero(), "the server of %s was restarted while watched (%s)", srv.rel.DaemonSet, w)
 			Expect(srv.pods(ctx)[0].ready()).To(BeTrue(), "%s is not Ready after the watch (%s)", srv.rel.DaemonSet, w)
 		}
+	})
+
+	// Before the next spec replaces the pod it scrapes.
+	It("has its metrics scraped by another pod at the DaemonSet pod's IP and metrics port: counts move, every simulated register matches", Label("metrics"), func(ctx SpecContext) {
+		expectMetricsScraped(ctx, t, sim)
 	})
 
 	It("comes back when its pod is deleted, while a client keeps asking: the same log, its files kept, the socket back", func(ctx SpecContext) {

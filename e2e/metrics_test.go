@@ -226,12 +226,13 @@ var _ = Describe("Prometheus metrics and the continuous verification", Label("me
 		// Logged once at error level, naming the register, while it lasts.
 		time.Sleep(time.Second) // ten more verifications
 		var lines []string
-		for _, l := range strings.Split(srv.Logs(), "\n") {
+		logs := srv.Logs()
+		for _, l := range strings.Split(logs, "\n") {
 			if strings.Contains(l, "does not match its log") {
 				lines = append(lines, l)
 			}
 		}
-		Expect(lines).To(HaveLen(1), srv.Logs())
+		Expect(lines).To(HaveLen(1), logs)
 		Expect(lines[0]).To(ContainSubstring("level=ERROR"))
 		Expect(lines[0]).To(ContainSubstring("register=RTMR2"))
 		Expect(lines[0]).To(ContainSubstring("first_diverging_event="))

@@ -48,7 +48,7 @@ var socketAtStart = func() error {
 	return nil
 }()
 
-var _ = Describe("The sidecar example on a kind cluster", Label("kind"), func() {
+var _ = Describe("The sidecar example on a kind cluster", Label("kind"), SpecPriority(kindSpecPriority), func() {
 	It("sidecar: serves the app container in its pod the fake TD's logs, held back by the startup probe until the socket exists, and verify answers", func(ctx SpecContext) {
 		if inUserAppPod() {
 			Skip("runs outside the cluster")

@@ -35,7 +35,7 @@ func (s upstreamPodServer) LocalPath(dataLoc string) string {
 
 const upstreamOutputDir = "/run/ccnp-eventlog"
 
-var _ = Describe("Upstream's plain manifests on a kind cluster", Label("kind"), func() {
+var _ = Describe("Upstream's plain manifests on a kind cluster", Label("kind"), SpecPriority(kindSpecPriority), func() {
 	It("keep this image Ready: no arguments, the grpc_health_probe exec probes", func(ctx SpecContext) {
 		if inUserAppPod() {
 			Skip("runs outside the cluster")
@@ -112,7 +112,7 @@ func upstreamManifestsStayReady(ctx context.Context, t *kindTarget, hostTree str
 		Expect(w.lastExit).To(BeZero(), "the server of %s ended otherwise than stopped by the kubelet (%s)", name, w)
 		Expect(w.timedOut).To(BeNumerically(">", 0), "the server of %s restarted with no probe timed out (%s)", name, w)
 	}
-	Eventually(ctx, func() bool { return srv.pods(ctx)[0].ready() }).WithTimeout(time.Minute).Should(BeTrue(), "%s is not Ready after the watch (%s)", name, w)
+	Eventually(ctx, func() bool { return srv.pods(ctx)[0].ready() }).WithTimeout(time.Minute).WithPolling(time.Second).Should(BeTrue(), "%s is not Ready after the watch (%s)", name, w)
 
 	// It serves the TD's log its init container staged, upstream's way: no
 	// arguments, so the defaults (host hardware, the staged copies).

@@ -43,7 +43,7 @@ run_suite() {
 	# Most of a spec's time is the cluster's (a release installed, its pod
 	# started): specs run in parallel processes, each with releases of its
 	# own, the ordered ones (in-cluster, lifecycle) each in one process.
-	E2E_TARGET=kind E2E_KIND_TARGET_FILE="${TARGET_FILE}" E2E_RACE=0 build_nice \
+	E2E_TARGET=kind E2E_KIND_TARGET_FILE="${TARGET_FILE}" E2E_RACE=0 E2E_HELM="${HELM_EXE}" build_nice \
 		go tool -modfile=tools/go.mod ginkgo run \
 		-v --timeout=20m --procs="${E2E_PROCS}" \
 		--output-dir="${ARTIFACTS}" --junit-report=junit.xml \
@@ -52,6 +52,7 @@ run_suite() {
 
 main() {
 	trap on_exit EXIT
+	resolve_tools # once, for kind/up.sh and kind/dump.sh too
 	kind/up.sh
 	run_suite "$@"
 }

@@ -84,12 +84,13 @@ make_node_dirs() {
 # node still holds the old, deleted directories. A directory and the node's
 # view of it are the same inode.
 check_mounts() {
-	local dir here there
-	for dir in /run/ccnp/uds /run/ccnp-eventlog /run/ccnp-e2e /var/lib/ccnp-e2e; do
-		here="$(stat -c %i "${NODE_DIR}${dir}")"
-		there="$(docker exec "$(node_container)" stat -c %i "${dir}" 2>/dev/null || true)"
-		if [[ "${here}" != "${there}" ]]; then
-			die "the node of cluster ${KIND_CLUSTER_NAME} does not see ${NODE_DIR}${dir} at ${dir}
+	local dirs=(/run/ccnp/uds /run/ccnp-eventlog /run/ccnp-e2e /var/lib/ccnp-e2e) i here there
+	# One docker exec for all four: each costs a fraction of a second.
+	mapfile -t there < <(docker exec "$(node_container)" stat -c %i "${dirs[@]}" 2>/dev/null || true)
+	for i in "${!dirs[@]}"; do
+		here="$(stat -c %i "${NODE_DIR}${dirs[i]}")"
+		if [[ "${here}" != "${there[i]:-}" ]]; then
+			die "the node of cluster ${KIND_CLUSTER_NAME} does not see ${NODE_DIR}${dirs[i]} at ${dirs[i]}
 (was build/ deleted while it ran?): run make e2e-down, then make e2e"
 		fi
 	done
@@ -110,9 +111,24 @@ create_cluster() {
 	kubectl wait --for=condition=Ready node --all --timeout=120s >/dev/null
 }
 
+# load_images loads the images the node does not have yet. Their tags name
+# their content (tag_by_content), so a tag the node has is the image built
+# here. (kind load itself would load them again where the node has no
+# crictl to ask, as on the kind-offline node image.)
 load_images() {
-	log "loading the images into the node"
-	kind load docker-image --name "${KIND_CLUSTER_NAME}" "${SERVER_IMAGE}" "${NEXT_SERVER_IMAGE}" "${E2E_IMAGE}"
+	local present image missing=()
+	present="$(docker exec "$(node_container)" ctr --namespace k8s.io images list --quiet 2>/dev/null || true)"
+	for image in "${SERVER_IMAGE}" "${NEXT_SERVER_IMAGE}" "${E2E_IMAGE}"; do
+		if grep -qxF "docker.io/library/${image}" <<<"${present}"; then
+			info "the node has ${image}"
+		else
+			missing+=("${image}")
+		fi
+	done
+	if ((${#missing[@]} > 0)); then
+		log "loading the images into the node"
+		kind load docker-image --name "${KIND_CLUSTER_NAME}" "${missing[@]}"
+	fi
 }
 
 # write_fake_host writes the simulator's host tree beside the one the node
@@ -138,21 +154,46 @@ write_fake_host() {
 	FAKEHOST_SUM="$(cd "${tree}" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 }
 
-# deploy RELEASE NAMESPACE DAEMONSET VALUES [helm flags...]: installs or
-# upgrades a release of the chart with the image built above, then waits
-# until its DaemonSet's pods run the current template and are Ready.
-deploy() {
-	local release="$1" namespace="$2" daemonset="$3" values="$4"
-	shift 4
-	log "deploying release ${release} (${values}) into namespace ${namespace}"
+# helm_deploy RELEASE VALUES [helm flags...]: installs or upgrades a
+# release of the chart with the image built above.
+helm_deploy() {
+	local release="$1" values="$2"
+	shift 2
 	# The release records live in "default"; the chart creates the namespace.
 	helm upgrade --install "${release}" deployment/charts/eventlog-server \
 		--namespace default --history-max 3 \
 		--values "${values}" \
 		--set image.repository="${SERVER_IMAGE%:*}" --set image.tag="${SERVER_IMAGE##*:}" \
 		"$@"
-	wait_rollout "${namespace}" "${daemonset}"
-	kubectl -n "${namespace}" get pods -o wide
+}
+
+# deploy_releases installs or upgrades the three releases at once (each
+# helm run is seconds, mostly spent waiting for the API server), prints what
+# helm said of each, then waits until each DaemonSet's pods run its current
+# template and are Ready.
+deploy_releases() {
+	local out="${BUILD_DIR}/helm" releases=("${SIM_RELEASE}" "${FAKEHOST_RELEASE}" "${KERNEL68_RELEASE}") pids=() i failed=()
+	log "deploying releases ${releases[*]} (kind/values-*.yaml)"
+	mkdir -p "${out}"
+	helm_deploy "${SIM_RELEASE}" kind/values-simulated.yaml >"${out}/${SIM_RELEASE}.log" 2>&1 &
+	pids+=($!)
+	helm_deploy "${FAKEHOST_RELEASE}" kind/values-fakehost.yaml \
+		--set-string podAnnotations.ccnp-eventlog\\.e2e/fakehost-tree="${FAKEHOST_SUM}" >"${out}/${FAKEHOST_RELEASE}.log" 2>&1 &
+	pids+=($!)
+	helm_deploy "${KERNEL68_RELEASE}" kind/values-kernel68.yaml >"${out}/${KERNEL68_RELEASE}.log" 2>&1 &
+	pids+=($!)
+	for i in "${!releases[@]}"; do
+		wait "${pids[i]}" || failed+=("${releases[i]}")
+		info "helm upgrade --install ${releases[i]}:"
+		cat "${out}/${releases[i]}.log"
+	done
+	((${#failed[@]} == 0)) || die "helm upgrade --install failed for ${failed[*]} (above)"
+	wait_rollout "${SIM_NAMESPACE}" "${SIM_DAEMONSET}"
+	wait_rollout "${FAKEHOST_NAMESPACE}" "${FAKEHOST_DAEMONSET}"
+	wait_rollout "${KERNEL68_NAMESPACE}" "${KERNEL68_DAEMONSET}"
+	kubectl get pods -o wide --namespace "${SIM_NAMESPACE}"
+	kubectl get pods -o wide --namespace "${FAKEHOST_NAMESPACE}"
+	kubectl get pods -o wide --namespace "${KERNEL68_NAMESPACE}"
 }
 
 # wait_rollout NAMESPACE DAEMONSET waits until the DaemonSet's pods run its
@@ -197,6 +238,7 @@ EOF
 main() {
 	local start="${SECONDS}"
 	check_prerequisites
+	resolve_tools
 	mkdir -p "${BUILD_DIR}"
 	rm -f "${TARGET_FILE}"
 	build_server_image
@@ -205,10 +247,7 @@ main() {
 	create_cluster
 	load_images
 	write_fake_host
-	deploy "${SIM_RELEASE}" "${SIM_NAMESPACE}" "${SIM_DAEMONSET}" kind/values-simulated.yaml
-	deploy "${FAKEHOST_RELEASE}" "${FAKEHOST_NAMESPACE}" "${FAKEHOST_DAEMONSET}" kind/values-fakehost.yaml \
-		--set-string podAnnotations.ccnp-eventlog\\.e2e/fakehost-tree="${FAKEHOST_SUM}"
-	deploy "${KERNEL68_RELEASE}" "${KERNEL68_NAMESPACE}" "${KERNEL68_DAEMONSET}" kind/values-kernel68.yaml
+	deploy_releases
 	write_target_file
 	log "cluster ${KIND_CLUSTER_NAME} is up ($((SECONDS - start))s); kubectl: export KUBECONFIG=${KUBECONFIG}"
 }
