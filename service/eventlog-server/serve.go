@@ -167,10 +167,22 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 		if err != nil {
 			return nil, nil, fmt.Errorf("--sim-kernel: %w", err)
 		}
-		// The simulated TPM boots in the background: the server listens
-		// once the TDX log is made, and what needs the TPM's PCRs waits.
-		tpm, tpmErr := simulator.StartTPM(c.simTPM)
+		// Both logs are made at once (each takes milliseconds, tens for a
+		// 1 MiB TDX log), and the simulated TPM boots in the background:
+		// the server listens once the logs are made, and what needs the
+		// TPM's PCRs waits for its boot.
+		type started struct {
+			tpm *simulator.TPM
+			err error
+		}
+		tpmStarted := make(chan started, 1)
+		go func() {
+			tpm, err := simulator.StartTPM(c.simTPM)
+			tpmStarted <- started{tpm, err}
+		}()
 		tdx, err := simulator.NewTDX(c.simTDX)
+		st := <-tpmStarted
+		tpm, tpmErr := st.tpm, st.err
 		if err != nil {
 			if tpmErr == nil {
 				tpm.Close()
