@@ -23,7 +23,7 @@ import (
 // the rest of the tail (p99 2.2-2.6 ms for the floor and the server alike
 // at GOGC 100, 1.1 ms at 400; the servers' own GOGC changed nothing).
 // BENCHMARKS.md has the numbers. Tests are left alone: only benchmarks do
-// this.
+// this; BENCH_PIN=0 in the environment leaves the benchmarks alone too.
 var (
 	pinOnce sync.Once
 	pinned  bool
@@ -40,10 +40,13 @@ func serverCommand(tb testing.TB) *exec.Cmd {
 
 // pinClients moves this process's threads (the clients of the benchmarks)
 // to every CPU it may use but CPU 0, and raises its GOGC, once. It does
-// nothing, and says so, with fewer than 2 CPUs, without CPU 0, or without
-// taskset to start the servers on CPU 0.
+// nothing with fewer than 2 CPUs, without CPU 0, without taskset to start
+// the servers on CPU 0, or with BENCH_PIN=0.
 func pinClients() bool {
 	pinOnce.Do(func() {
+		if os.Getenv("BENCH_PIN") == "0" {
+			return
+		}
 		var cpus unix.CPUSet
 		if err := unix.SchedGetaffinity(0, &cpus); err != nil || cpus.Count() < 2 || !cpus.IsSet(0) {
 			return
