@@ -72,13 +72,6 @@ func startUnhealthyServer(b testing.TB, env ...string) *serverProcess {
 // variables.
 func spawnServer(b testing.TB, env ...string) *serverProcess {
 	b.Helper()
-	return spawn(b, serverCommand(b), env...)
-}
-
-// spawn starts cmd, this binary, as a server process: spawnServer without
-// its choice of CPUs.
-func spawn(b testing.TB, cmd *exec.Cmd, env ...string) *serverProcess {
-	b.Helper()
 	// The output directory is tmpfs in production (/run): use tmpfs here too.
 	tmp := "/dev/shm"
 	if _, err := os.Stat(tmp); err != nil {
@@ -89,7 +82,7 @@ func spawn(b testing.TB, cmd *exec.Cmd, env ...string) *serverProcess {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	s := &serverProcess{socket: filepath.Join(dir, "eventlog.sock"), outDir: filepath.Join(dir, "out"), cmd: cmd}
+	s := &serverProcess{socket: filepath.Join(dir, "eventlog.sock"), outDir: filepath.Join(dir, "out"), cmd: serverCommand(b)}
 	s.cmd.Env = append(os.Environ(), benchServerEnv+"=1",
 		"EVENTLOG_HWSOURCE=simulated",
 		"EVENTLOG_SOCKET="+s.socket,
@@ -246,8 +239,10 @@ func load(b *testing.B, clients []eventlogpb.EventlogClient, request func(client
 // requests/s and latency of each, and the server's rate over the floor's
 // (ratio), which load on the machine disturbs less than either rate, and
 // each server process's CPU time per request (utime + stime), which it
-// disturbs less still.
+// disturbs less still. The servers run on CPU 0, the clients on the other
+// CPUs (pinLoad).
 func BenchmarkGetEventlog(b *testing.B) {
+	pinLoad(b)
 	s := startServer(b, "EVENTLOG_SIM_TDX_EVENTS=300", "EVENTLOG_SIM_AREA_SIZE=262144")
 	full, err := s.clients(b, 1)[0].GetEventlog(context.Background(), &eventlogpb.GetEventlogRequest{})
 	if err != nil {

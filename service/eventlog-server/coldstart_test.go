@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"net"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"testing"
@@ -25,8 +23,6 @@ import (
 // the simulator making its log, the read, parse and encoding. Each of
 // min(b.N, 10) runs starts a server of its own; the median and the slowest
 // are reported, and the median time until the socket took a connection.
-// The server is started as a node starts it, free to run on any CPU (the
-// load benchmarks give it CPU 0 alone: pin_test.go).
 func BenchmarkColdStart(b *testing.B) {
 	for _, c := range []struct {
 		name string
@@ -40,7 +36,7 @@ func BenchmarkColdStart(b *testing.B) {
 			var events uint32
 			for range min(b.N, 10) {
 				start := time.Now()
-				s := spawn(b, exec.Command(os.Args[0]), c.env...)
+				s := spawnServer(b, c.env...)
 				reply, listen := firstReply(b, s.socket, start)
 				times = append(times, time.Since(start))
 				listening = append(listening, listen)

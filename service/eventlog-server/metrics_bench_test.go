@@ -17,6 +17,7 @@ import (
 // reports the server's CPU time per request (user and system, from
 // /proc/PID/stat), which load disturbs less.
 func BenchmarkGetEventlogMetrics(b *testing.B) {
+	pinLoad(b)
 	for _, on := range []bool{false, true} {
 		name := "metrics=off"
 		env := []string{"EVENTLOG_SIM_TDX_EVENTS=300", "EVENTLOG_SIM_AREA_SIZE=262144"}
