@@ -11,7 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The benchmarks that measure tail latency (pinLoad) keep their clients
+// The benchmarks that measure tail latency or the server's CPU (pinLoad:
+// GetEventlog, its metrics twin, concurrent records) keep their clients
 // from distorting it. Every server process they start (ours and the
 // floor) runs on CPU 0, and their clients, in this process, on the other
 // CPUs: sharing the 2 cores of the project's machine, the clients' and the
