@@ -49,32 +49,13 @@ func expectMetricsScraped(ctx context.Context, t *kindTarget, sim *kindServer) {
 		mustGetEventlog(ctx, client, request(tdx, 0, 0, ccnpJSON))
 	}
 
-	ns := "ccnp-e2e-metrics-" + t.run
-	t.mustKubectl(ctx, "create", "namespace", ns)
-	DeferCleanup(func(ctx context.Context) {
-		if CurrentSpecReport().Failed() {
-			GinkgoWriter.Printf("namespace %s is kept, to look at\n", ns)
-			return
-		}
-		t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
-	})
+	ns := t.specNamespace(ctx, "ccnp-e2e-metrics-")
 	var job strings.Builder
 	Expect(metricsScraperJob.Execute(&job, map[string]any{
 		"Namespace": ns, "Image": t.dep.UserImage, "Label": metricsScraperLabel, "AppEnv": userAppEnv,
 		"URLEnv": metricsURLEnv, "URL": url, "UID": nobody,
 	})).To(Succeed())
-	_, err := t.kubectlCmd(ctx, []byte(job.String()), "apply", "-f", "-")
-	Expect(err).NotTo(HaveOccurred())
-
-	var succeeded, failed int
-	Eventually(ctx, func(g Gomega) {
-		out := t.mustKubectl(ctx, "-n", ns, "get", "job", "metrics-scraper", "-o", `jsonpath={.status.succeeded} {.status.failed}`)
-		_, _ = fmt.Sscan(out, &succeeded, &failed)
-		g.Expect(succeeded + failed).To(BeNumerically(">", 0))
-	}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), "the scraper's Job did not finish")
-	logs := t.mustKubectl(ctx, "-n", ns, "logs", "job/metrics-scraper")
-	GinkgoWriter.Printf("the scraper's log:\n%s\n", logs)
-	Expect(succeeded).To(Equal(1), "the scraper failed; its log:\n%s", logs)
+	logs := t.runJob(ctx, ns, "metrics-scraper", job.String(), "the scraper's Job")
 	Expect(logs).To(ContainSubstring("Ran 1 of "))
 	Expect(logs).To(ContainSubstring("SUCCESS!"))
 }

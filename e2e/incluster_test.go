@@ -108,15 +108,7 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 	})
 
 	It("serves a user application: a Job of the e2e binary, mounting the socket and event log directories as the docs say", func(ctx SpecContext) {
-		ns := "ccnp-e2e-user-" + t.run
-		t.mustKubectl(ctx, "create", "namespace", ns)
-		DeferCleanup(func(ctx context.Context) {
-			if CurrentSpecReport().Failed() {
-				GinkgoWriter.Printf("namespace %s is kept, to look at\n", ns)
-				return
-			}
-			t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
-		})
+		ns := t.specNamespace(ctx, "ccnp-e2e-user-")
 
 		dir := GinkgoT().TempDir()
 		for _, cat := range userAppCategories {
@@ -125,18 +117,7 @@ var _ = Describe("The chart deployed on a kind cluster", Label("kind"), Ordered,
 			}
 		}
 		t.mustKubectl(ctx, "-n", ns, "create", "configmap", "e2e-expected", "--from-file="+dir)
-		_, err := t.kubectlCmd(ctx, []byte(userAppJob(ns, t.dep.UserImage)), "apply", "-f", "-")
-		Expect(err).NotTo(HaveOccurred())
-
-		var succeeded, failed int
-		Eventually(ctx, func(g Gomega) {
-			out := t.mustKubectl(ctx, "-n", ns, "get", "job", "user-app", "-o", `jsonpath={.status.succeeded} {.status.failed}`)
-			_, _ = fmt.Sscan(out, &succeeded, &failed)
-			g.Expect(succeeded + failed).To(BeNumerically(">", 0))
-		}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), "the user application's Job did not finish")
-		logs := t.mustKubectl(ctx, "-n", ns, "logs", "job/user-app")
-		GinkgoWriter.Printf("the user application's log:\n%s\n", logs)
-		Expect(succeeded).To(Equal(1), "the user application failed; its log:\n%s", logs)
+		logs := t.runJob(ctx, ns, "user-app", userAppJob(ns, t.dep.UserImage), "the user application's Job")
 		Expect(logs).To(ContainSubstring(fmt.Sprintf("Ran %d of ", userAppSpecs)), "the user application did not run its %d specs", userAppSpecs)
 		Expect(logs).To(ContainSubstring("SUCCESS!"))
 	})

@@ -173,6 +173,41 @@ func (t *kindTarget) mustKubectl(ctx context.Context, args ...string) string {
 	return out
 }
 
+// specNamespace creates a namespace for the running spec, deleted after it
+// unless the spec failed (then it is kept, to look at).
+func (t *kindTarget) specNamespace(ctx context.Context, prefix string) string {
+	GinkgoHelper()
+	ns := prefix + t.run
+	t.mustKubectl(ctx, "create", "namespace", ns)
+	DeferCleanup(func(ctx context.Context) {
+		if CurrentSpecReport().Failed() {
+			GinkgoWriter.Printf("namespace %s is kept, to look at\n", ns)
+			return
+		}
+		t.mustKubectl(ctx, "delete", "namespace", ns, "--wait=false")
+	})
+	return ns
+}
+
+// runJob applies manifest, the Job job in ns, waits (3 minutes at most)
+// until it has finished, checks that it succeeded, and returns its log;
+// what names it in messages.
+func (t *kindTarget) runJob(ctx context.Context, ns, job, manifest, what string) string {
+	GinkgoHelper()
+	_, err := t.kubectlCmd(ctx, []byte(manifest), "apply", "-f", "-")
+	Expect(err).NotTo(HaveOccurred())
+	var succeeded, failed int
+	Eventually(ctx, func(g Gomega) {
+		out := t.mustKubectl(ctx, "-n", ns, "get", "job", job, "-o", `jsonpath={.status.succeeded} {.status.failed}`)
+		_, _ = fmt.Sscan(out, &succeeded, &failed)
+		g.Expect(succeeded + failed).To(BeNumerically(">", 0))
+	}).WithTimeout(3*time.Minute).WithPolling(2*time.Second).Should(Succeed(), what+" did not finish")
+	logs := t.mustKubectl(ctx, "-n", ns, "logs", "job/"+job)
+	GinkgoWriter.Printf("%s's log:\n%s\n", what, logs)
+	Expect(succeeded).To(Equal(1), "%s failed; its log:\n%s", what, logs)
+	return logs
+}
+
 func (t *kindTarget) NewHostTree() string {
 	GinkgoHelper()
 	dir := mkdirTemp(t.dep.NodeDir+kindTreesDir, "tree-")
