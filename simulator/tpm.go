@@ -220,10 +220,10 @@ func stepDigests(s step) []eventlog.Digest {
 // maxEventData is the most data TPM2_PCR_Event takes (TPM2B_EVENT).
 const maxEventData = 1024
 
-// extendBoot extends the simulator's PCRs as firmware would. An event whose digest
-// is the hash of its data goes in with TPM2_PCR_Event, so the TPM hashes the
-// data itself: if the log's digest were wrong, replay would not match. The
-// other events go in with TPM2_PCR_Extend and the log's digests.
+// extendBoot extends the simulator's PCRs as firmware would. An event whose
+// digest is the hash of its data goes in with TPM2_PCR_Event, so the TPM
+// hashes the data itself: if the log's digest were wrong, replay would not
+// match. The other events go in with TPM2_PCR_Extend and the log's digests.
 func (t *TPM) extendBoot(steps []step) error {
 	tpm := transport.FromReadWriter(t.sim)
 	for i, s := range steps {
