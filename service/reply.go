@@ -52,17 +52,25 @@ type replyKey struct {
 	gen         uint64
 	sub         string
 	owner       outdir.Owner
+	inline      bool
 }
 
 // replyCache remembers recent replies so that a repeated request costs a map
 // lookup. It is bounded: the number of possible slices grows with the square
 // of the log's length, and any client may ask for all of them.
 type replyCache struct {
-	mu sync.RWMutex
-	m  map[replyKey]*cachedReply
+	mu          sync.RWMutex
+	m           map[replyKey]*cachedReply
+	inlineBytes int // the content of the inline replies held
 }
 
-const maxCachedReplies = 4096
+// The cache's bounds: replies, and the content of inline replies, which
+// is held in memory (a file's is on tmpfs, bounded by outdir).
+const (
+	maxCachedReplies     = 4096
+	maxCachedInlineBytes = 16 << 20
+	maxCachedInlineReply = 1 << 20
+)
 
 func (c *replyCache) get(k replyKey) *cachedReply {
 	c.mu.RLock()
@@ -71,24 +79,39 @@ func (c *replyCache) get(k replyKey) *cachedReply {
 }
 
 func (c *replyCache) put(k replyKey, r *cachedReply) {
+	size := len(r.reply.EventlogData)
+	if size > maxCachedInlineReply {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[replyKey]*cachedReply{}
 	}
-	if len(c.m) >= maxCachedReplies {
-		for old := range c.m { // evict an arbitrary entry: Go's map order is random
+	c.evict(c.m[k])
+	delete(c.m, k)
+	for len(c.m) > 0 && (len(c.m) >= maxCachedReplies || c.inlineBytes+size > maxCachedInlineBytes) {
+		for old, e := range c.m { // evict an arbitrary entry: Go's map order is random
+			c.evict(e)
 			delete(c.m, old)
 			break
 		}
 	}
 	c.m[k] = r
+	c.inlineBytes += size
+}
+
+// evict accounts for e leaving the cache. c.mu is held.
+func (c *replyCache) evict(e *cachedReply) {
+	if e != nil {
+		c.inlineBytes -= len(e.reply.EventlogData)
+	}
 }
 
 // cachedReply is a reply whole, built once: it is handed to gRPC as it
 // is, for every request it answers, and never changed (gRPC only reads it).
 type cachedReply struct {
-	name  string
+	name  string // its file's; "" for an inline reply
 	reply *eventlogpb.GetEventlogReply
 }
 
@@ -107,12 +130,22 @@ func (s *Service) reply(req *eventlogpb.GetEventlogRequest, l served, to destina
 // gen, rendered by render: inline, or in a file at to, handed out again
 // while the same request would get the same content.
 func (s *Service) deliver(req *eventlogpb.GetEventlogRequest, gen uint64, first, last int, to destination, render func() rendered) (*eventlogpb.GetEventlogReply, error) {
-	if req.Inline {
-		return s.inline(render())
-	}
-	key := replyKey{level: req.EventlogLevel, category: req.EventlogCategory, format: req.Format, gen: gen, sub: to.sub, first: first, last: last}
+	key := replyKey{level: req.EventlogLevel, category: req.EventlogCategory, format: req.Format, gen: gen, sub: to.sub, first: first, last: last, inline: req.Inline}
 	if to.owner != nil {
 		key.owner = *to.owner
+	}
+	if req.Inline {
+		// A repeated inline request (a client polling one slice) costs a
+		// map lookup too, for replies of up to maxCachedInlineReply.
+		if c := s.replies.get(key); c != nil {
+			return c.reply, nil
+		}
+		reply, err := s.inline(render())
+		if err != nil {
+			return nil, err
+		}
+		s.replies.put(key, &cachedReply{reply: reply})
+		return reply, nil
 	}
 	if c := s.replies.get(key); c != nil {
 		if _, ok := to.dir.Reuse(to.sub, c.name); ok {

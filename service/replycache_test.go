@@ -23,6 +23,11 @@ func TestCachedRepliesFollowRuntimeEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		inlineReq := &eventlogpb.GetEventlogRequest{StartPosition: 1, Count: 1, Format: format, Inline: true}
+		inlineBefore, err := s.get(t, inlineReq)
+		if err != nil || inlineBefore.TotalEvents != before.TotalEvents || len(inlineBefore.EventlogData) == 0 {
+			t.Fatalf("%s inline: %v (%v)", format, inlineBefore, err)
+		}
 		// Asked twice, the reply comes from the cache.
 		if again, err := s.get(t, req); err != nil || again.EventlogDataLoc != before.EventlogDataLoc || again.TotalEvents != before.TotalEvents {
 			t.Fatalf("%s: the same request twice: %v then %v (%v)", format, before, again, err)
@@ -43,9 +48,8 @@ func TestCachedRepliesFollowRuntimeEvents(t *testing.T) {
 				t.Errorf("after RecordEvent the file %s says %d events in all, want %d", after.EventlogDataLoc, f.TotalEvents, want)
 			}
 		}
-		// Inline replies are never cached: they must agree.
-		req.Inline = true
-		if inline, err := s.get(t, req); err != nil || inline.TotalEvents != want {
+		// An inline reply cached before the record is not handed out after it.
+		if inline, err := s.get(t, inlineReq); err != nil || inline.TotalEvents != want {
 			t.Errorf("%s inline: %v (%v), want %d events in all", format, inline, err, want)
 		}
 	}
@@ -89,6 +93,19 @@ func TestCachedContainerRepliesAreTheCallersOwn(t *testing.T) {
 	}
 	if againA != pathA || fmt.Sprint(againGotA) != "[a1]" {
 		t.Errorf("A again: %s %v, want %s [a1]", againA, againGotA, pathA)
+	}
+	// Inline, each container's own too: A's cached reply is never B's.
+	inline := &eventlogpb.GetEventlogRequest{EventlogLevel: eventlogpb.LEVEL_SAAS, Format: eventlogpb.FORMAT_TCG_RAW, Inline: true}
+	for _, c := range []struct{ id, want string }{{ctrA, "[a1]"}, {ctrB, "[b1]"}, {ctrA, "[a1]"}, {ctrB, "[b1]"}} {
+		e.as(t, c.id)
+		r, err := s.get(t, inline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := eventlog.Parse(r.EventlogData)
+		if err != nil || fmt.Sprint(datas(l)) != c.want {
+			t.Errorf("inline as %.12s: %v (%v), want %s", c.id, datas(l), err, c.want)
+		}
 	}
 	first := &eventlogpb.GetEventlogRequest{EventlogLevel: eventlogpb.LEVEL_SAAS, Count: 1}
 	before, err := s.get(t, first)
