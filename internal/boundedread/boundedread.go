@@ -98,18 +98,11 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 	// By descriptor, not *os.File: a regular file's reads never block, so
 	// the runtime's poller has no part in them, and a cgroup file read for
 	// every container-level request is then 5 syscalls rather than 10.
-	fd, err := openNoFollow(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0, "a regular file")
+	fd, st, err := openTyped(path, unix.O_RDONLY, 0, "a regular file")
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if got := fileType(st.Mode); got != 0 {
-		return nil, &FileTypeError{Path: path, Type: got, Want: "a regular file"}
-	}
 	if st.Size > limit {
 		return nil, &TooLargeError{Path: path, Limit: limit}
 	}
@@ -146,24 +139,37 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 // O_NONBLOCK is cleared again once the type is right: it only ever guarded
 // the open, and a device's blocking reads are its protocol.
 func Open(path string, flag int, want fs.FileMode, wantName string) (*os.File, error) {
-	fd, err := openNoFollow(path, flag|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, want, wantName)
+	fd, _, err := openTyped(path, flag, want, wantName)
 	if err != nil {
 		return nil, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &fs.PathError{Op: "fstat", Path: path, Err: err}
-	}
-	if got := fileType(st.Mode); got != want.Type() {
-		unix.Close(fd)
-		return nil, &FileTypeError{Path: path, Type: got, Want: wantName}
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		unix.Close(fd)
 		return nil, &fs.PathError{Op: "fcntl", Path: path, Err: err}
 	}
 	return os.NewFile(uintptr(fd), path), nil
+}
+
+// openTyped opens path without blocking or following a symbolic link in
+// the last component (O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC are added to flag),
+// and returns the descriptor and its fstat only if the file is of type
+// want; anything else is a *FileTypeError saying it should have been
+// wantName.
+func openTyped(path string, flag int, want fs.FileMode, wantName string) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := openNoFollow(path, flag|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, want, wantName)
+	if err != nil {
+		return -1, st, err
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, st, &fs.PathError{Op: "fstat", Path: path, Err: err}
+	}
+	if got := fileType(st.Mode); got != want.Type() {
+		unix.Close(fd)
+		return -1, st, &FileTypeError{Path: path, Type: got, Want: wantName}
+	}
+	return fd, st, nil
 }
 
 // openNoFollow opens path, retrying on EINTR (open of a FIFO or a device can
