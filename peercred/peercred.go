@@ -64,11 +64,11 @@ func (a *AuthInfo) Remember(v any) {
 	a.note = v
 }
 
-// Recall returns what Remember kept, if anything.
-func (a *AuthInfo) Recall() (any, bool) {
+// Recall returns what Remember kept; nil if nothing.
+func (a *AuthInfo) Recall() any {
 	a.noteMu.Lock()
 	defer a.noteMu.Unlock()
-	return a.note, a.note != nil
+	return a.note
 }
 
 // AuthType implements credentials.AuthInfo.

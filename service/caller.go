@@ -81,9 +81,8 @@ func (s *Service) identify(ctx context.Context) (*caller, error) {
 	if s.ident != nil {
 		// The connection's peer is one process for the connection's life:
 		// what was told of it on an earlier request may still hold.
-		last, _ := a.Recall()
-		prev, _ := last.(containerid.Identity)
-		told, err = s.ident.Recheck(ctx, a.PID, prev)
+		last, _ := a.Recall().(containerid.Identity)
+		told, err = s.ident.Recheck(ctx, a.PID, last)
 	}
 	// Only now is it known that what was read belongs to the caller: its
 	// pid cannot have been reused while it still runs.
