@@ -137,9 +137,8 @@ func extendIMA(tpm transport.TPM, list []byte) error {
 // ima/binary_runtime_measurements shows it now. The list only grows: the
 // bytes returned never change (they are shared, not copied).
 func (t *TPM) IMAList() ([]byte, error) {
-	<-t.booted // bounded: the boot is CPU work, and ends
-	if t.bootErr != nil {
-		return nil, fmt.Errorf("%w: %w", hwsource.ErrNotAvailable, t.bootErr)
+	if err := t.Booted(context.Background()); err != nil { // bounded: the boot is CPU work, and ends
+		return nil, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

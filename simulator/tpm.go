@@ -307,9 +307,8 @@ func (t *TPM) BootID(ctx context.Context) (string, error) {
 
 // Send runs one TPM command on the simulator: TPM is a go-tpm transport.TPM.
 func (t *TPM) Send(command []byte) ([]byte, error) {
-	<-t.booted // bounded: the boot is CPU work, and ends
-	if t.bootErr != nil {
-		return nil, t.bootErr
+	if err := t.Booted(context.Background()); err != nil { // bounded: the boot is CPU work, and ends
+		return nil, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
