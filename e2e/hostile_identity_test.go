@@ -72,7 +72,8 @@ var _ = Describe("hostile local user", Label("hostile"), func() {
 			_, stderr, err = run("get", "--socket", srv.Socket(), "--level", "saas", "--inline", "--format", "raw")
 			Expect(err).To(HaveOccurred(), "nobody read the victim's log")
 			Expect(stderr).To(ContainSubstring("PermissionDenied"))
-			Expect(srv.Logs()).To(MatchRegexp(`container-level caller refused.* pid=\d+ uid=%d`, nobody))
+			// The request log is written every half second, not per request.
+			Eventually(srv.Logs).WithTimeout(5 * time.Second).Should(MatchRegexp(`container-level caller refused.* pid=\d+ uid=%d`, nobody))
 
 			Expect(datas(victim.ownLog(ctx, srv))).To(Equal([]string{"the victim's own"}))
 			saas.expectConsistent(ctx, srv, []string{"the victim's own"})
