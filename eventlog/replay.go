@@ -3,6 +3,7 @@ package eventlog
 import (
 	"bytes"
 	"fmt"
+	"hash"
 	"maps"
 	"slices"
 )
@@ -53,8 +54,19 @@ const startupLocality = "StartupLocality\x00"
 // Only registers that at least one event extends appear in the result. An
 // algorithm Go cannot compute (SM3) is an error; its values are unknowable.
 func Replay(l *Log) (Bank, error) {
+	return replay(l, func(uint32) bool { return true })
+}
+
+// ReplayRegister is Replay of the events that extend register index alone:
+// the bank holds that register, if any event extends it.
+func ReplayRegister(l *Log, index uint32) (Bank, error) {
+	return replay(l, func(i uint32) bool { return i == index })
+}
+
+func replay(l *Log, extends func(index uint32) bool) (Bank, error) {
 	bank := Bank{}
 	var locality byte
+	hashes := map[Alg]hash.Hash{} // one per algorithm, reset for each extend
 	replay := func(e *Event) error {
 		if e.Type == EvNoAction {
 			if bytes.HasPrefix(e.Data, []byte(startupLocality)) && len(e.Data) > len(startupLocality) && e.Index == 0 {
@@ -62,10 +74,18 @@ func Replay(l *Log) (Bank, error) {
 			}
 			return nil
 		}
+		if !extends(e.Index) {
+			return nil
+		}
 		for _, d := range e.Digests {
-			if err := bank.extend(d.Alg, e.Index, d.Value, locality); err != nil {
-				return fmt.Errorf("event %d: %w", e.Num, err)
+			h := hashes[d.Alg]
+			if h == nil {
+				if h = d.Alg.New(); h == nil {
+					return fmt.Errorf("event %d: cannot replay %s: the algorithm is not supported", e.Num, d.Alg)
+				}
+				hashes[d.Alg] = h
 			}
+			bank.extend(h, d.Alg, e.Index, d.Value, locality)
 		}
 		return nil
 	}
@@ -83,11 +103,10 @@ func Replay(l *Log) (Bank, error) {
 	return bank, nil
 }
 
-func (b Bank) extend(alg Alg, index uint32, digest []byte, locality byte) error {
-	h := alg.New()
-	if h == nil {
-		return fmt.Errorf("cannot replay %s: the algorithm is not supported", alg)
-	}
+// extend sets register index of alg's bank to H(old || digest), with h
+// (alg's hash), from its reset value (zeros, the locality last for PCR0)
+// when it has none yet.
+func (b Bank) extend(h hash.Hash, alg Alg, index uint32, digest []byte, locality byte) {
 	old := b.Get(alg, index)
 	if old == nil {
 		old = make([]byte, h.Size())
@@ -95,8 +114,8 @@ func (b Bank) extend(alg Alg, index uint32, digest []byte, locality byte) error 
 			old[len(old)-1] = locality
 		}
 	}
+	h.Reset()
 	h.Write(old)
 	h.Write(digest)
 	b.Set(alg, index, h.Sum(old[:0]))
-	return nil
 }

@@ -74,4 +74,21 @@ func TestReplayDRTMPCRs(t *testing.T) {
 			}
 		}
 	}
+
+	// One register replayed alone (PCR0 with its locality too) is the
+	// same, and alone in its bank.
+	for _, pcr := range bank.Indexes() {
+		one, err := eventlog.ReplayRegister(l, pcr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := one.Indexes(); len(got) != 1 || got[0] != pcr {
+			t.Errorf("ReplayRegister(PCR%d) holds PCRs %v", pcr, got)
+		}
+		for alg := range bank {
+			if got, want := one.Get(alg, pcr), bank.Get(alg, pcr); !bytes.Equal(got, want) {
+				t.Errorf("ReplayRegister(PCR%d) %s = %x, Replay's %x", pcr, alg, got, want)
+			}
+		}
+	}
 }
