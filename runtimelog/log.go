@@ -410,17 +410,14 @@ func (rt *Log) Close() {
 	}
 }
 
-// check compares the live register with the confirmed records.
+// check compares the live register with the boot log, when the journal
+// has no records: the register must hold the boot log's replay.
 func (rt *Log) check(ctx context.Context) error {
 	live, err := rt.ext.Registers(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot check the runtime log against the live %s: %w", rt.kind.RegisterName(rt.index), err)
 	}
-	l, err := eventlog.Parse(rt.raw)
-	if err != nil {
-		return err
-	}
-	_, err = Reconcile(l, rt.kind, rt.index, len(rt.records), live)
+	_, err = Reconcile(rt.boot, rt.kind, rt.index, 0, live)
 	return err
 }
 

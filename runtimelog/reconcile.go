@@ -57,7 +57,7 @@ func Reconcile(l *eventlog.Log, kind eventlog.Kind, index uint32, records int, l
 	if records < 0 || records > len(l.Events) {
 		return 0, fmt.Errorf("%d runtime records in a log of %d events", records, len(l.Events))
 	}
-	all, err := eventlog.Replay(l)
+	all, err := eventlog.ReplayRegister(l, index)
 	if err != nil {
 		return 0, err
 	}
@@ -65,7 +65,7 @@ func Reconcile(l *eventlog.Log, kind eventlog.Kind, index uint32, records int, l
 	if records > 0 {
 		short := *l
 		short.Events = l.Events[:len(l.Events)-1]
-		if without, err = eventlog.Replay(&short); err != nil {
+		if without, err = eventlog.ReplayRegister(&short, index); err != nil {
 			return 0, err
 		}
 	}
@@ -120,7 +120,7 @@ func Unextended(l *eventlog.Log, kind eventlog.Kind, index uint32, records, max 
 	max = min(max, records)
 	short := *l
 	short.Events = l.Events[:len(l.Events)-max]
-	base, err := eventlog.Replay(&short)
+	base, err := eventlog.ReplayRegister(&short, index)
 	if err != nil {
 		return 0, err
 	}
