@@ -261,10 +261,19 @@ func (w *jsonWriter) goBytes(v []byte) {
 		if i > 0 {
 			w.b = append(w.b, ' ')
 		}
-		w.b = strconv.AppendUint(w.b, uint64(c), 10)
+		w.b = append(w.b, byteDecimal[c]...)
 	}
 	w.b = append(w.b, `]"`...)
 }
+
+// byteDecimal is "0" to "255": goBytes writes every digest byte of a
+// reply, and a lookup is several times a conversion.
+var byteDecimal = func() (d [256]string) {
+	for i := range d {
+		d[i] = strconv.Itoa(i)
+	}
+	return d
+}()
 
 // register writes the upstream register field: Rtmr (CC MR index - 1, as a
 // uint32, so the header's index 0 wraps as it does upstream) or Pcr.

@@ -32,12 +32,27 @@ func (k Kind) RegisterName(index uint32) string {
 		case index == 0:
 			return "MRTD"
 		case index <= 4:
-			return "RTMR" + strconv.Itoa(int(index-1))
+			return rtmrNames[index-1]
 		}
 		return "CCMR" + strconv.FormatUint(uint64(index), 10)
 	}
+	if index < uint32(len(pcrNames)) {
+		return pcrNames[index]
+	}
 	return "PCR" + strconv.FormatUint(uint64(index), 10)
 }
+
+// The names of the registers real logs extend, made once: a JSON reply
+// names the register of every event.
+var (
+	rtmrNames = [4]string{"RTMR0", "RTMR1", "RTMR2", "RTMR3"}
+	pcrNames  = func() (names [24]string) {
+		for i := range names {
+			names[i] = "PCR" + strconv.Itoa(i)
+		}
+		return names
+	}()
+)
 
 // RegisterIndex is the inverse of RegisterName.
 func (k Kind) RegisterIndex(name string) (uint32, bool) {
