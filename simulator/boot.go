@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/ccnp-eventlog/ccnp-eventlog/eventlog"
@@ -38,6 +39,33 @@ type script struct {
 	on    platform
 	rng   *rand.Rand
 	steps []step
+	// arena holds the bytes of events and of what they measure: a 1 MiB
+	// log's thousands of small events are then a few allocations, not
+	// several each (in a cold start, every fresh page costs).
+	arena []byte
+}
+
+// concat returns the concatenation of parts, in the arena.
+func (s *script) concat(parts ...string) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := s.alloc(n)[:0]
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// alloc returns n bytes of the arena, capped: appending to them copies.
+func (s *script) alloc(n int) []byte {
+	if cap(s.arena)-len(s.arena) < n {
+		s.arena = make([]byte, 0, max(n, 64<<10))
+	}
+	start := len(s.arena)
+	s.arena = s.arena[:start+n]
+	return s.arena[start : start+n : start+n]
 }
 
 func (s *script) add(on platform, pcr uint32, typ eventlog.EventType, data, measured []byte) {
@@ -54,17 +82,25 @@ func (s *script) hashed(on platform, pcr uint32, typ eventlog.EventType, data []
 // content stands in for the bytes of something measured that the log does
 // not hold (an image, a file): only its digest reaches the log.
 func (s *script) content(what string) []byte {
-	return append([]byte(what), s.random(32)...)
+	b := s.alloc(len(what) + 32)
+	copy(b, what)
+	s.fill(b[len(what):])
+	return b
 }
 
 func (s *script) random(n int) []byte {
 	b := make([]byte, n)
-	for i := 0; i < n; i += 8 {
+	s.fill(b)
+	return b
+}
+
+// fill fills b from rng, 8 bytes a draw.
+func (s *script) fill(b []byte) {
+	for i := 0; i < len(b); i += 8 {
 		var w [8]byte
 		binary.LittleEndian.PutUint64(w[:], s.rng.Uint64())
 		copy(b[i:], w[:])
 	}
-	return b
 }
 
 func (s *script) guid() efi.GUID {
@@ -87,14 +123,15 @@ func (s *script) variable(on platform, pcr uint32, typ eventlog.EventType, vendo
 // ipl adds an EV_IPL event as GRUB and shim write them: a NUL-terminated
 // string describing what was measured.
 func (s *script) ipl(pcr uint32, text string, measured []byte) {
-	s.add(onBoth, pcr, eventlog.EvIPL, append([]byte(text), 0), measured)
+	s.add(onBoth, pcr, eventlog.EvIPL, s.concat(text, "\x00"), measured)
 }
 
 // grubCommand adds an EV_IPL event for a GRUB command or kernel command line
 // in PCR8: GRUB hashes the text after the "grub_cmd: " or "kernel_cmdline: "
 // prefix, without the NUL it logs.
 func (s *script) grubCommand(prefix, text string) {
-	s.ipl(8, prefix+" "+text, []byte(text))
+	data := s.concat(prefix, " ", text, "\x00")
+	s.add(onBoth, 8, eventlog.EvIPL, data, data[len(prefix)+1:len(data)-1])
 }
 
 func (s *script) image(typ eventlog.EventType, pcr uint32, path []byte, size uint64, what string) {
@@ -172,6 +209,7 @@ func bootSteps(on platform, seed int64, events int) ([]step, error) {
 		if fill < 0 {
 			return nil, fmt.Errorf("the simulated boot has %d fixed events, %d were asked", len(s.steps)+len(tail.steps), events)
 		}
+		s.steps = slices.Grow(s.steps, fill+len(tail.steps))
 		s.grubScript(m, fill)
 	}
 	return append(s.steps, tail.steps...), nil
