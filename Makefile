@@ -119,13 +119,16 @@ e2e-down:
 # cost of a repeated request, in the process; the runtime log's records alone
 # (group commit, on disk); then the server under load over
 # its socket (a real server process on simulated hardware; see
-# service/eventlog-server/bench_test.go), then its peak memory serving the
-# largest logs it accepts, once each (memory_test.go).
+# service/eventlog-server/bench_test.go; its cold start times the image's
+# static binary), then its peak memory serving the largest logs it accepts,
+# once each (memory_test.go).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./eventlog/...
 	$(GO) test -run '^$$' -bench InProcess ./service/
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./runtimelog/
-	$(GO) test -run '^$$' -bench . -skip 'PeakRSS|IMAAppend|IMAMemory' -benchtime 20000x ./service/eventlog-server/
+	GO=$(GO) container/ccnp-eventlog-server/build-context.sh build/image
+	EVENTLOG_COLDSTART_BINARY=$(CURDIR)/build/image/eventlog-server \
+		$(GO) test -run '^$$' -bench . -skip 'PeakRSS|IMAAppend|IMAMemory' -benchtime 20000x ./service/eventlog-server/
 	$(GO) test -run '^$$' -bench IMAAppend -benchtime 300x ./service/eventlog-server/
 	$(GO) test -run '^$$' -bench 'PeakRSS|IMAMemory' -benchtime 1x ./service/eventlog-server/
 

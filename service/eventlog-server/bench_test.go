@@ -72,6 +72,12 @@ func startUnhealthyServer(b testing.TB, env ...string) *serverProcess {
 // variables.
 func spawnServer(b testing.TB, env ...string) *serverProcess {
 	b.Helper()
+	return spawn(b, serverCommand(b), env...)
+}
+
+// spawn is spawnServer with the server run by cmd.
+func spawn(b testing.TB, cmd *exec.Cmd, env ...string) *serverProcess {
+	b.Helper()
 	// The output directory is tmpfs in production (/run): use tmpfs here too.
 	tmp := "/dev/shm"
 	if _, err := os.Stat(tmp); err != nil {
@@ -82,7 +88,7 @@ func spawnServer(b testing.TB, env ...string) *serverProcess {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	s := &serverProcess{socket: filepath.Join(dir, "eventlog.sock"), outDir: filepath.Join(dir, "out"), cmd: serverCommand(b)}
+	s := &serverProcess{socket: filepath.Join(dir, "eventlog.sock"), outDir: filepath.Join(dir, "out"), cmd: cmd}
 	s.cmd.Env = append(os.Environ(), benchServerEnv+"=1",
 		"EVENTLOG_HWSOURCE=simulated",
 		"EVENTLOG_SOCKET="+s.socket,
