@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -171,6 +172,11 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 		// 1 MiB TDX log), and the simulated TPM boots in the background:
 		// the server listens once the logs are made, and what needs the
 		// TPM's PCRs waits for its boot.
+		// Making them allocates a few MB in a few ms, bounded by the
+		// simulators' limits (a 1 MiB area, 20,000 TPM events), and most
+		// of it stays: the collector, which would run twice meanwhile
+		// for a 1 MiB log, waits until they are made.
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
 		type started struct {
 			tpm *simulator.TPM
 			err error
