@@ -119,9 +119,9 @@ func (id *Identifier) Recheck(ctx context.Context, pid int, last Identity) (Iden
 	if last.cgroups != nil && now.Sub(last.at) < RecheckAfter && bytes.Equal(b, last.cgroups) {
 		return last, nil
 	}
-	c, err := id.node.identify(b)
+	c, err := id.node.identifyProcess(pid, path, b)
 	if err != nil {
-		return Identity{}, fmt.Errorf("process %d (%s): %w", pid, path, err)
+		return Identity{}, err
 	}
 	if id.rt != nil && c.FromKubelet() {
 		if err := id.confirm(ctx, c.ID, pid); err != nil {

@@ -395,6 +395,12 @@ func (n *Node) Identify(procRoot string, pid int) (Container, error) {
 	if err != nil {
 		return Container{}, err
 	}
+	return n.identifyProcess(pid, path, b)
+}
+
+// identifyProcess is identify of process pid's cgroup file b, read at
+// path, with errors that name them.
+func (n *Node) identifyProcess(pid int, path string, b []byte) (Container, error) {
 	c, err := n.identify(b)
 	if err != nil {
 		return Container{}, fmt.Errorf("process %d (%s): %w", pid, path, err)
