@@ -94,8 +94,7 @@ func NewTPM(cfg TPMConfig) (*TPM, error) {
 	}
 	<-t.booted
 	if t.bootErr != nil {
-		t.Close()
-		return nil, t.bootErr
+		return nil, t.bootErr // the failed boot has undone itself
 	}
 	return t, nil
 }
