@@ -172,6 +172,7 @@ func sources(c serveConfig, logger *slog.Logger) (map[eventlogpb.CATEGORY]hwsour
 		// 1 MiB TDX log), and the simulated TPM boots in the background:
 		// the server listens once the logs are made, and what needs the
 		// TPM's PCRs waits for its boot.
+		//
 		// Making them allocates a few MB in a few ms, bounded by the
 		// simulators' limits (a 1 MiB area, 20,000 TPM events), and most
 		// of it stays: the collector, which would run twice meanwhile
